@@ -1,0 +1,170 @@
+"""The one set of input checks every schedule goes through.
+
+Each failure is a ValueError that names the input and what it may be, because
+the message ends up in a ComfyUI error popup where nobody can read a traceback.
+"""
+import math
+import numbers
+from dataclasses import dataclass
+from typing import Any, Optional, Tuple
+
+import numpy as np
+import torch
+
+MAX_STEPS = 10000
+
+
+@dataclass(frozen=True)
+class Param:
+    """A schedule parameter: its default and the values it accepts.
+
+    `lo`/`hi` bound numbers; `lo_open`/`hi_open` make a bound exclusive (a rho of
+    0 or a threshold of 1 would divide by zero or collapse the schedule).
+    `kind` is "float", "int", "choice" or "text"; `step` is the grid a UI should
+    offer, where the published data only exist on one.
+    """
+    default: Any
+    lo: Optional[float]
+    hi: Optional[float]
+    description: str
+    kind: str = "float"
+    lo_open: bool = False
+    hi_open: bool = False
+    choices: Tuple[str, ...] = ()
+    step: Optional[float] = None
+
+    def range_text(self):
+        if self.kind == "choice":
+            return "one of " + ", ".join(repr(c) for c in self.choices)
+        if self.kind == "text":
+            return "a string"
+        left = "(" if self.lo_open else "["
+        right = ")" if self.hi_open else "]"
+        what = "an integer" if self.kind == "int" else "a number"
+        return f"{what} in {left}{_fmt(self.lo)}, {_fmt(self.hi)}{right}"
+
+    def check(self, where, value):
+        """Return the value in its canonical type, or raise naming `where`."""
+        if self.kind == "choice":
+            if not isinstance(value, str) or value not in self.choices:
+                raise ValueError(f"{where} must be {self.range_text()}, got {value!r}")
+            return value
+        if self.kind == "text":
+            if not isinstance(value, str):
+                raise ValueError(f"{where} must be a string, got {type(value).__name__}")
+            return value
+        if self.kind == "int":
+            # None is how a caller says "use the schedule's own default".
+            if value is None and self.default is None:
+                return None
+            if not is_int(value):
+                raise ValueError(f"{where} must be {self.range_text()}, got {value!r}")
+            value = int(value)
+        else:
+            value = as_float(where, value, self.range_text())
+        if not in_range(value, self.lo, self.hi, self.lo_open, self.hi_open):
+            raise ValueError(f"{where} must be {self.range_text()}, got {value!r}")
+        return value
+
+
+def _fmt(x):
+    return "-inf" if x is None else f"{x:g}"
+
+
+def is_int(value):
+    # bool is an int to Python but never a step count.
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def as_float(where, value, allowed):
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{where} must be {allowed}, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{where} must be {allowed}, got {value!r}")
+    return value
+
+
+def in_range(value, lo, hi, lo_open=False, hi_open=False):
+    if lo is not None and (value < lo or (lo_open and value == lo)):
+        return False
+    if hi is not None and (value > hi or (hi_open and value == hi)):
+        return False
+    return True
+
+
+def check_steps(steps):
+    if not is_int(steps) or not 1 <= steps <= MAX_STEPS:
+        raise ValueError(f"steps must be an integer in [1, {MAX_STEPS}], got {steps!r}")
+    return int(steps)
+
+
+def check_sigma(where, value):
+    """A positive finite sigma bound; None passes through (use the table's)."""
+    if value is None:
+        return None
+    value = as_float(where, value, "a finite number > 0")
+    if value <= 0:
+        raise ValueError(f"{where} must be a finite number > 0, got {value!r}")
+    return value
+
+
+def check_model_sigmas(table):
+    """The model's discrete sigma table as float64 numpy, checked."""
+    if table is None:
+        return None
+    where = "model_sigmas"
+    if isinstance(table, torch.Tensor):
+        arr = table.detach().to("cpu", torch.float64).numpy()
+    else:
+        try:
+            arr = np.asarray(table, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"{where} must be a 1-D sequence of numbers") from None
+    if arr.ndim != 1:
+        raise ValueError(f"{where} must be 1-D, got shape {tuple(arr.shape)}")
+    if arr.size < 2:
+        raise ValueError(f"{where} must have at least 2 entries, got {arr.size}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{where} must be finite (found nan or inf)")
+    if not np.all(arr > 0):
+        raise ValueError(f"{where} must be > 0 everywhere (found {arr.min():g})")
+    # Nearest-entry look-ups and interpolation in the table assume its order.
+    if np.any(np.diff(arr) < 0):
+        raise ValueError(f"{where} must be increasing (sigma of timestep 0 first), "
+                         f"as the host's model_sampling.sigmas is")
+    return arr
+
+
+def check_range(sigma_min, sigma_max):
+    if not sigma_min < sigma_max:
+        raise ValueError(f"sigma_min must be below sigma_max, got sigma_min={sigma_min!r}, "
+                         f"sigma_max={sigma_max!r}")
+
+
+def finish(name, steps, values):
+    """`steps` positive sigmas (float64) -> the float32 schedule ending in 0.
+
+    The check runs on the float32 result because that is what samplers get:
+    values distinct in float64 can collapse after rounding, and a repeated sigma
+    is a zero-length step that some samplers divide by.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.shape != (steps,):
+        raise AssertionError(f"{name}: computed {values.shape} sigmas for {steps} steps")
+    if not np.all(np.isfinite(values)) or not np.all(values > 0):
+        raise ValueError(f"{name}: with these inputs the schedule leaves the finite "
+                         f"positive range (got {values.min():g} .. {values.max():g}); "
+                         f"check its parameters")
+    out = torch.zeros(steps + 1, dtype=torch.float32)
+    out[:-1] = torch.from_numpy(values).to(torch.float32)
+    if not torch.isfinite(out).all() or not (out[:-1] > 0).all():
+        raise ValueError(f"{name}: with these inputs some sigmas do not fit in float32; "
+                         f"check its parameters")
+    if steps > 1 and not bool((out[1:] < out[:-1]).all()):
+        raise ValueError(f"{name}: {steps} steps give repeated sigmas at float32 precision; "
+                         f"use fewer steps, a wider sigma_min..sigma_max range or other "
+                         f"parameters")
+    return out
