@@ -136,7 +136,9 @@ def sample_dpmpp_multistep(run, order=2, solver_type="midpoint"):
                 w = 0.5 * one_minus
             x = x + (denoised - d1) * (a_next * w / r)
         if eta > 0.0:
-            x = x + run.draw(i) * (sigma_next * math.sqrt(_expm1_neg(2.0 * eta * h)))
+            # From the exact decay, not the floored lambda, so the first step
+            # out of pure flow noise gets its full variance.
+            x = x + run.draw(i) * (sigma_next * math.sqrt(1.0 - decay ** (2.0 * eta)))
         hist.insert(0, (denoised, h))
         del hist[2:]
     return run.result(x)

@@ -113,10 +113,14 @@ _TABLE = [
     ("ddim", exponential.sample_ddim, 1, 1, 0.0, "exponential", {},
      "DDIM (Song et al. 2021, arXiv:2010.02502): eta = 0 deterministic, "
      "eta = 1 DDPM-like ancestral sampling."),
-    ("plms", partial(multistep.sample_multistep, method=multistep.PLMS, order=4), 4, 1, 0.0,
+    # PLMS and iPNDM use the fixed equal-step Adams-Bashforth weights: fourth
+    # order on uniform steps, second order on the smooth non-uniform schedules
+    # (karras, shifted flow) people run, which is what `order` reports.
+    ("plms", partial(multistep.sample_multistep, method=multistep.PLMS, order=4), 2, 1, 0.0,
      "multistep", {},
      "Pseudo linear multistep (PNDM, Liu et al. 2022, arXiv:2202.09778): "
-     "4th-order Adams-Bashforth with a pseudo-Heun first step (one extra call)."),
+     "Adams-Bashforth weights for equal steps with a pseudo-Heun first step "
+     "(one extra call)."),
     ("dpm_2", partial(runge_kutta.sample_rk, tableau=runge_kutta.DPM_2), 2, 2, 0.0,
      "runge_kutta", {},
      "DPM-Solver-2 style midpoint step in log sigma (Lu et al. 2022, "
@@ -152,9 +156,14 @@ _TABLE = [
     ("dpmpp_2m_sde", partial(exponential.sample_dpmpp_multistep, order=2), 2, 1, 1.0,
      "exponential", {"solver_type": Option("midpoint", "choice", choices=("midpoint", "heun"))},
      "SDE-DPM-Solver++(2M) (Lu et al. 2023, arXiv:2211.01095); eta = 0 is DPM++ 2M."),
-    ("dpmpp_3m_sde", partial(exponential.sample_dpmpp_multistep, order=3), 3, 1, 1.0,
+    # Measured, not assumed: the 3M update as k-diffusion and diffusers write it
+    # weights the second difference D2 ~ h^2 D''/2 by h/6 where the Taylor
+    # expansion asks for h/3, so it converges at second order. We keep the
+    # host's formula so that images match the core sampler.
+    ("dpmpp_3m_sde", partial(exponential.sample_dpmpp_multistep, order=3), 2, 1, 1.0,
      "exponential", {},
-     "DPM-Solver++(3M) SDE (Lu et al. 2023, arXiv:2211.01095; k-diffusion)."),
+     "DPM-Solver++(3M) SDE (Lu et al. 2023, arXiv:2211.01095; k-diffusion's "
+     "update, which converges at second order)."),
     ("uni_pc", partial(unipc.sample_unipc, variant="bh1"), 3, 1, 0.0, "exponential",
      {"order": Option(3, "int", 1, 3, help="Predictor/corrector order.")},
      "UniPC with B(h) = h (Zhao et al. 2023, arXiv:2302.04867); predictor-"
@@ -166,7 +175,7 @@ _TABLE = [
      "multistep", {"order": Option(3, "int", 1, 4, help="Polynomial order of the eps extrapolation.")},
      "DEIS: exponential Adams-Bashforth on the noise prediction in lambda "
      "(Zhang & Chen 2023, arXiv:2204.13902)."),
-    ("ipndm", partial(multistep.sample_multistep, method=multistep.IPNDM), 4, 1, 0.0,
+    ("ipndm", partial(multistep.sample_multistep, method=multistep.IPNDM), 2, 1, 0.0,
      "multistep", {"order": _ORDER},
      "Improved PNDM: Adams-Bashforth with lower-order warm-up (Zhang & Chen "
      "2023, arXiv:2204.13902)."),

@@ -33,4 +33,9 @@ pc psutil einops pillow pyyaml "transformers<5" aiohttp
 pc --no-deps "diffusers==0.35.2"
 pc huggingface_hub importlib_metadata filelock regex requests
 
+# `python -m sampler_lab`: the repository root is the package, whatever the
+# checkout's folder is called.
+site="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+ln -sfn "$root" "$site/sampler_lab"
+
 echo "$want" > "$stamp"
