@@ -168,12 +168,7 @@ class _Solver:
         if up <= 0.0:
             return x  # no draw: a zero weight consumes no randomness
         run = self.run
-        s_from, s_next = self.model_sigma(lam), self.model_sigma(lam_next)
-        if lam == self.lam_start:
-            z = run.draw_between(0, s_next)
-        else:
-            # Both ends lie off the schedule; Run has no draw for that case.
-            z = run._scaled(run.noise(self._scalar(s_from), self._scalar(s_next)))
+        z = run.draw_at(self.model_sigma(lam), self.model_sigma(lam_next))
         return self.proc.renoise(x, self.point(lam_to)[0], self.point(lam_next)[0], up, z)
 
     def _scalar(self, value):

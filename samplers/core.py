@@ -118,20 +118,26 @@ class Run:
         return self._call(x, self.s_in * sigma)
 
     # --- noise ---------------------------------------------------------------
+    # The noise source gets its interval as CPU scalars of the schedule's
+    # dtype: Brownian trees live on the CPU, and handing them device scalars
+    # would cost a device-to-host copy, i.e. a synchronisation, per draw.
+    def _cpu_sigma(self, value):
+        return torch.tensor(value, dtype=self.sigmas.dtype)
+
+    def draw_at(self, sigma, sigma_next):
+        """s_noise-scaled noise for the interval between two sigmas (floats).
+        Callers skip the draw when its weight is 0, so a deterministic run
+        consumes no randomness."""
+        z = self.noise(self._cpu_sigma(sigma), self._cpu_sigma(sigma_next)).to(self.work_dtype)
+        return z * self.s_noise if self.s_noise != 1.0 else z
+
     def draw_between(self, i, sigma_next):
-        """s_noise-scaled noise for the interval from grid point i to
-        sigma_next (a float, off the grid). Callers skip the draw when its
-        weight is 0, so a deterministic run consumes no randomness."""
-        end = self._sigma_tensor(i).new_tensor(sigma_next)
-        return self._scaled(self.noise(self._sigma_tensor(i), end))
+        """Noise from grid point i to an off-grid sigma."""
+        return self.draw_at(self.sig[i], sigma_next)
 
     def draw(self, i):
-        """s_noise-scaled noise for the grid interval i -> i + 1."""
-        return self._scaled(self.noise(self._sigma_tensor(i), self._sigma_tensor(i + 1)))
-
-    def _scaled(self, z):
-        z = z.to(self.work_dtype)
-        return z * self.s_noise if self.s_noise != 1.0 else z
+        """Noise for the grid interval i -> i + 1."""
+        return self.draw_at(self.sig[i], self.sig[i + 1])
 
     # --- loop ----------------------------------------------------------------
     def steps(self):

@@ -89,5 +89,9 @@ class BrownianNoise:
             w = torch.stack([tree(a, b) for tree in self.trees])
         if not self.batched:
             w = w[0]
-        w = w * (sign / (b - a).sqrt())
-        return w.to(self.out_dtype).to(self.out_device)
+        w = (w * (sign / (b - a).sqrt())).to(self.out_dtype)
+        if w.device != self.out_device and self.out_device.type == "cuda":
+            # From pinned memory the copy is queued without waiting for the
+            # device: no synchronisation per draw.
+            return w.pin_memory().to(self.out_device, non_blocking=True)
+        return w.to(self.out_device)
