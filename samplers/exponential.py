@@ -13,6 +13,8 @@ alpha = 0); step-size ratios for higher-order terms use lambda.
 """
 import math
 
+import torch
+
 from .core import run_with_split
 
 
@@ -74,15 +76,30 @@ def sample_dpmpp_sde(run, r=0.5):
         sigma_s = proc.sigma_from_lam(lam + r * (proc.lam(sigma_next) - lam))
         sd, up = proc.ancestral_split(sigma, sigma_s, eta)
         x_s = data_step(proc, x, denoised, sigma, sd)
+        labels = _sde_noise_labels(proc, sigma, sigma_next, sigma_s, r, run.sigmas.dtype)
         if up > 0.0:
-            x_s = proc.renoise(x_s, sd, sigma_s, up, run.draw_between(i, sigma_s))
+            x_s = proc.renoise(x_s, sd, sigma_s, up, run.draw_at(labels[0], labels[1]))
         denoised_s = run.denoise_at(x_s, sigma_s)
         sd, up = proc.ancestral_split(sigma, sigma_next, eta)
         denoised_d = denoised * (1.0 - fac) + denoised_s * fac
         x = data_step(proc, x, denoised_d, sigma, sd)
         if up > 0.0:
-            x = proc.renoise(x, sd, sigma_next, up, run.draw(i))
+            x = proc.renoise(x, sd, sigma_next, up, run.draw_at(labels[0], labels[2]))
     return run.result(x)
+
+
+def _sde_noise_labels(proc, sigma, sigma_next, sigma_s, r, dtype):
+    """The sigmas that name dpmpp_sde's two noise intervals on the Brownian
+    path. For VE they are computed as k-diffusion does, in the schedule's
+    dtype through t = -log(sigma): its labels differ from the schedule's
+    numbers by an ulp,
+    and a Brownian path read an ulp apart differs by ~1e-4, enough to part
+    ways with the core sampler's image for the same seed."""
+    if proc.name != "ve":
+        return sigma, sigma_s, sigma_next
+    t = -torch.tensor([sigma, sigma_next], dtype=dtype).log()
+    t_s = t[0] + (t[1] - t[0]) * r
+    return float((-t[0]).exp()), float((-t_s).exp()), float((-t[1]).exp())
 
 
 # --- multistep ---------------------------------------------------------------
