@@ -13,10 +13,6 @@ WEB_DIRECTORY = "./web"
 # The node layer needs the host; outside it (tests, `python -m sampler_lab`)
 # the engine alone is importable.
 if importlib.util.find_spec("comfy") is not None:  # pragma: no cover - host only
-    try:
-        from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS  # noqa: F401
-    except ImportError as exc:  # nodes arrive with the nodes issue
-        if "nodes" not in str(exc):
-            raise
+    from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS  # noqa: F401
 
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "WEB_DIRECTORY"]

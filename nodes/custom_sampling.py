@@ -1,0 +1,83 @@
+"""SAMPLER and SIGMAS nodes for the core SamplerCustom / SamplerCustomAdvanced."""
+from . import host
+from .widgets import (KSAMPLER_SCHEDULES, eta_value, noise_strength_input, s_noise_input,
+                      sampler_input, sampler_option_inputs, sampler_options,
+                      schedule_param_inputs, schedule_params)
+from ..schedules import get_sigmas, parse_sigmas
+
+CATEGORY = "sampling/sampler_lab"
+
+
+class LabSampler:
+    DESCRIPTION = ("A Sampler Lab sampler for SamplerCustom / SamplerCustomAdvanced: the "
+                   "algorithm, its noise strength, and its method options (a widget named "
+                   "<sampler>_<option> only affects that sampler).")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("SAMPLER",)
+    OUTPUT_TOOLTIPS = ("The sampler, for a SamplerCustom node.",)
+    FUNCTION = "get_sampler"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"sampler_name": sampler_input(),
+                             "noise_strength": noise_strength_input(),
+                             "s_noise": s_noise_input()},
+                "optional": sampler_option_inputs()}
+
+    def get_sampler(self, sampler_name, noise_strength=-1.0, s_noise=1.0, **options):
+        return (host.LabKSAMPLER(sampler_name, eta=eta_value(noise_strength), s_noise=s_noise,
+                                 options=sampler_options(sampler_name, options)),)
+
+
+class LabScheduler:
+    DESCRIPTION = ("Sampler Lab's schedules as SIGMAS for the model: the core's denoise "
+                   "semantics, and each schedule's parameters (a widget named "
+                   "<schedule>_<parameter> only affects that schedule).")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("SIGMAS",)
+    OUTPUT_TOOLTIPS = ("steps + 1 decreasing noise levels ending in 0.",)
+    FUNCTION = "get_sigmas"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "model": ("MODEL", {"tooltip": "The model whose noise levels to use."}),
+            "scheduler": (KSAMPLER_SCHEDULES, {"tooltip": "The schedule."}),
+            "steps": ("INT", {"default": 20, "min": 1, "max": 10000,
+                              "tooltip": "Number of steps."}),
+            "denoise": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01,
+                                  "tooltip": "Fraction of the schedule to keep (img2img)."}),
+        }, "optional": schedule_param_inputs()}
+
+    def get_sigmas(self, model, scheduler, steps, denoise=1.0, **params):
+        return (host.schedule(model, scheduler, steps, denoise,
+                              **schedule_params(scheduler, params)),)
+
+
+class LabCustomSigmas:
+    DESCRIPTION = "SIGMAS typed as text: comma-separated noise levels, largest first."
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("SIGMAS",)
+    OUTPUT_TOOLTIPS = ("The sigmas, with a final 0 appended if missing.",)
+    FUNCTION = "get_sigmas"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"sigmas": ("STRING", {
+            "default": "14.615, 6.475, 3.861, 2.697, 1.886, 1.396, 0.963, 0.652, 0.399, "
+                       "0.152, 0",
+            "multiline": True,
+            "tooltip": "Comma-separated sigmas, strictly decreasing; a final 0 is added "
+                       "if missing. Parsed as numbers, never evaluated."})}}
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, sigmas):
+        try:
+            parse_sigmas(sigmas)
+        except ValueError as exc:
+            return str(exc)
+        return True
+
+    def get_sigmas(self, sigmas):
+        steps = len(parse_sigmas(sigmas)) - 1
+        return (get_sigmas("custom", steps, text=sigmas),)

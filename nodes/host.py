@@ -1,0 +1,129 @@
+"""Everything that touches ComfyUI's internals, in one file.
+
+Features are detected by presence, never by version number: the March-2024
+host (no flow models, no scheduler registry, `ModelPatcher` without
+`get_model_object`) and the newest one (CONST flow sampling, async node
+loading) both work through the same functions.
+"""
+import torch
+
+import comfy.model_management
+import comfy.sample
+import comfy.samplers
+import comfy.utils
+import latent_preview
+
+from ..samplers import BrownianNoise, get_sampler
+from ..schedules import get_sigmas
+
+try:  # flow models (SD3, Flux) arrived after March 2024
+    from comfy.model_sampling import CONST as _CONST
+except ImportError:  # pragma: no cover - depends on the host
+    _CONST = None
+
+
+def model_sampling(model):
+    """The model's sampling object (sigma table, sigma_min/max, kind)."""
+    getter = getattr(model, "get_model_object", None)
+    if getter is not None:
+        try:
+            return getter("model_sampling")
+        except (AttributeError, KeyError):
+            pass
+    return model.model.model_sampling
+
+
+def process_of(ms):
+    """"flow" for the host's CONST sampling (x = (1 - s) x0 + s n), else "ve"."""
+    return "flow" if _CONST is not None and isinstance(ms, _CONST) else "ve"
+
+
+def schedule(model, scheduler, steps, denoise=1.0, discard_penultimate=False, **params):
+    """Sigmas for a KSampler-style node, with the core's semantics: denoise < 1
+    computes int(steps / denoise) steps and keeps the last steps + 1 sigmas;
+    samplers the core runs with one sigma less at the end (dpm_2, uni_pc)
+    get the same treatment."""
+    ms = model_sampling(model)
+    if denoise is not None and denoise <= 0.0:
+        return torch.zeros(0)
+    total = steps if denoise is None or denoise > 0.9999 else int(steps / denoise)
+    n = total + 1 if discard_penultimate else total
+    sigmas = get_sigmas(scheduler, n, sigma_min=float(ms.sigma_min),
+                        sigma_max=float(ms.sigma_max),
+                        model_sigmas=ms.sigmas.detach().float().cpu(), **params)
+    if discard_penultimate:
+        sigmas = torch.cat([sigmas[:-2], sigmas[-1:]])
+    return sigmas[-(steps + 1):]
+
+
+def _lab_sampler_class():
+    class LabKSAMPLER(comfy.samplers.KSAMPLER):
+        """The host's KSAMPLER running one of our samplers. The process and a
+        seeded Brownian noise source are decided at sample time from the
+        model actually being sampled."""
+
+        def __init__(self, name, eta=None, s_noise=1.0, options=None):
+            self.spec = get_sampler(name)
+            self.eta = eta
+            self.s_noise = s_noise
+            self.options = dict(options or {})
+            super().__init__(self._run, extra_options={}, inpaint_options={})
+
+        def sample(self, model_wrap, sigmas, extra_args, callback, noise, *args, **kwargs):
+            self.process = process_of(model_wrap.inner_model.model_sampling)
+            return super().sample(model_wrap, sigmas, extra_args, callback, noise, *args, **kwargs)
+
+        def _run(self, model, x, sigmas, extra_args=None, callback=None, disable=None):
+            eta = self.spec.default_eta if self.eta is None else self.eta
+            noise = None
+            if eta > 0 and len(sigmas) > 1:
+                # Indexed by sigma, seeded by the sampling seed: reproducible,
+                # and the same path at any step count (as the host does for
+                # its SDE samplers).
+                positive = sigmas[sigmas > 0]
+                seed = (extra_args or {}).get("seed")
+                if seed is None:
+                    seed = int(torch.randint(0, 2 ** 63 - 1, []).item())
+                if positive.numel() and float(positive.min()) < float(sigmas.max()):
+                    noise = BrownianNoise(x, float(positive.min()), float(sigmas.max()), seed)
+            return self.spec.fn(model, x, sigmas, extra_args=extra_args, callback=callback,
+                                disable=disable, process=self.process, eta=eta,
+                                s_noise=self.s_noise, noise=noise, **self.options)
+
+    return LabKSAMPLER
+
+
+LabKSAMPLER = _lab_sampler_class()
+
+
+def fix_latent(model, latent):
+    fix = getattr(comfy.sample, "fix_empty_latent_channels", None)
+    return fix(model, latent) if fix is not None else latent
+
+
+def sample(model, seed, cfg, sampler, sigmas, positive, negative, latent, add_noise=True):
+    """One sampling run through the host's own pipeline (conditioning, CFG,
+    noise mask, preview, progress bar, interruption)."""
+    samples = fix_latent(model, latent["samples"])
+    out = latent.copy()
+    if len(sigmas) <= 1:
+        out["samples"] = samples
+        return out
+    if add_noise:
+        noise = comfy.sample.prepare_noise(samples, seed, latent.get("batch_index"))
+    else:
+        noise = torch.zeros(samples.size(), dtype=samples.dtype, layout=samples.layout,
+                            device="cpu")
+    callback = latent_preview.prepare_callback(model, len(sigmas) - 1)
+    disable_pbar = not comfy.utils.PROGRESS_BAR_ENABLED
+    out["samples"] = comfy.sample.sample_custom(
+        model, noise, cfg, sampler, sigmas, positive, negative, samples,
+        noise_mask=latent.get("noise_mask"), callback=callback,
+        disable_pbar=disable_pbar, seed=seed)
+    return out
+
+
+def core_discards_penultimate(name):
+    """Whether the core KSampler runs `name` with its penultimate sigma dropped."""
+    core = getattr(comfy.samplers.KSampler, "DISCARD_PENULTIMATE_SIGMA_SAMPLERS", set())
+    return name in core

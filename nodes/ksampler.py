@@ -1,0 +1,118 @@
+"""KSampler-compatible nodes: the core KSampler's and KSamplerAdvanced's
+inputs in the core's order, then ours. A workflow built with the core node
+switches to ours by changing the node type."""
+
+from . import host
+from .widgets import (eta_value, noise_strength_input, s_noise_input, sampler_input,
+                      scheduler_input)
+
+CATEGORY = "sampling/sampler_lab"
+MAX_SEED = 0xFFFFFFFFFFFFFFFF
+
+
+def _common_inputs():
+    return {
+        "steps": ("INT", {"default": 20, "min": 1, "max": 10000,
+                          "tooltip": "Number of steps of the schedule."}),
+        "cfg": ("FLOAT", {"default": 8.0, "min": 0.0, "max": 100.0, "step": 0.1,
+                          "round": 0.01, "tooltip": "Classifier-free guidance scale."}),
+        "sampler_name": sampler_input(),
+        "scheduler": scheduler_input(),
+        "positive": ("CONDITIONING", {"tooltip": "What the image should show."}),
+        "negative": ("CONDITIONING", {"tooltip": "What the image should not show."}),
+        "latent_image": ("LATENT", {"tooltip": "The latent to denoise."}),
+    }
+
+
+def _ours():
+    return {"noise_strength": noise_strength_input(), "s_noise": s_noise_input()}
+
+
+def _run(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent,
+         denoise, noise_strength, s_noise, add_noise=True, start_step=None, last_step=None,
+         force_full_denoise=False):
+    eta = eta_value(noise_strength)
+    sigmas = host.schedule(model, scheduler, steps, denoise,
+                           discard_penultimate=host.core_discards_penultimate(sampler_name))
+    # start/end steps exactly as the core KSampler applies them.
+    if last_step is not None and last_step < len(sigmas) - 1:
+        sigmas = sigmas[:last_step + 1].clone()
+        if force_full_denoise:
+            sigmas[-1] = 0
+    if start_step is not None:
+        if start_step < len(sigmas) - 1:
+            sigmas = sigmas[start_step:]
+        else:
+            return (latent.copy(),)
+    sampler = host.LabKSAMPLER(sampler_name, eta=eta, s_noise=s_noise)
+    return (host.sample(model, seed, cfg, sampler, sigmas, positive, negative, latent,
+                        add_noise=add_noise),)
+
+
+class LabKSampler:
+    DESCRIPTION = ("The core KSampler with Sampler Lab's samplers and schedules: correct on "
+                   "eps, v and flow models, with a noise-strength knob for every sampler.")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("LATENT",)
+    OUTPUT_TOOLTIPS = ("The denoised latent.",)
+    FUNCTION = "sample"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        common = _common_inputs()
+        return {"required": {
+            "model": ("MODEL", {"tooltip": "The diffusion model."}),
+            "seed": ("INT", {"default": 0, "min": 0, "max": MAX_SEED,
+                             "control_after_generate": True,
+                             "tooltip": "Seed of the initial noise and of stochastic steps."}),
+            **{k: common[k] for k in ("steps", "cfg", "sampler_name", "scheduler",
+                                      "positive", "negative", "latent_image")},
+            "denoise": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01,
+                                  "tooltip": "Fraction of the schedule to run (img2img)."}),
+            **_ours(),
+        }}
+
+    def sample(self, model, seed, steps, cfg, sampler_name, scheduler, positive, negative,
+               latent_image, denoise=1.0, noise_strength=-1.0, s_noise=1.0):
+        return _run(model, seed, steps, cfg, sampler_name, scheduler, positive, negative,
+                    latent_image, denoise, noise_strength, s_noise)
+
+
+class LabKSamplerAdvanced:
+    DESCRIPTION = ("The core KSampler (Advanced) with Sampler Lab's samplers and schedules, "
+                   "for base/refiner chains: start and end steps, leftover noise.")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("LATENT",)
+    OUTPUT_TOOLTIPS = ("The latent after the chosen range of steps.",)
+    FUNCTION = "sample"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        common = _common_inputs()
+        return {"required": {
+            "model": ("MODEL", {"tooltip": "The diffusion model."}),
+            "add_noise": (["enable", "disable"], {"tooltip": "Add the seed's noise first "
+                                                             "(disable to continue a run)."}),
+            "noise_seed": ("INT", {"default": 0, "min": 0, "max": MAX_SEED,
+                                   "control_after_generate": True,
+                                   "tooltip": "Seed of the noise and of stochastic steps."}),
+            **{k: common[k] for k in ("steps", "cfg", "sampler_name", "scheduler",
+                                      "positive", "negative", "latent_image")},
+            "start_at_step": ("INT", {"default": 0, "min": 0, "max": 10000,
+                                      "tooltip": "First step to run."}),
+            "end_at_step": ("INT", {"default": 10000, "min": 0, "max": 10000,
+                                    "tooltip": "Step to stop at."}),
+            "return_with_leftover_noise": (["disable", "enable"], {
+                "tooltip": "enable: stop with the noise of end_at_step left in (for a "
+                           "refiner); disable: finish with a denoise to 0."}),
+            **_ours(),
+        }}
+
+    def sample(self, model, add_noise, noise_seed, steps, cfg, sampler_name, scheduler,
+               positive, negative, latent_image, start_at_step, end_at_step,
+               return_with_leftover_noise, noise_strength=-1.0, s_noise=1.0):
+        return _run(model, noise_seed, steps, cfg, sampler_name, scheduler, positive, negative,
+                    latent_image, 1.0, noise_strength, s_noise,
+                    add_noise=add_noise == "enable", start_step=start_at_step,
+                    last_step=end_at_step,
+                    force_full_denoise=return_with_leftover_noise != "enable")
