@@ -61,7 +61,10 @@ class GaussianEps(torch.nn.Module):
 
     def forward(self, x, t, context=None, **kwargs):
         self.calls += 1
-        sigma = self.ms.sigma(t).reshape(-1, *([1] * (x.ndim - 1))).to(x)
+        if self.flow:  # the host passes sigma * multiplier, without the shift
+            sigma = (t / self.ms.multiplier).reshape(-1, *([1] * (x.ndim - 1))).to(x)
+        else:
+            sigma = self.ms.sigma(t).reshape(-1, *([1] * (x.ndim - 1))).to(x)
         if self.flow:  # x is the model input (1 - s) x0 + s n; predict v = n - x0
             a = 1 - sigma
             d = self.mean + a * self.std ** 2 / (a * a * self.std ** 2 + sigma ** 2) * (x - a * self.mean)
@@ -89,3 +92,18 @@ def cond():
     """Zero text conditioning of the shape the model reads (it ignores it)."""
     c = torch.zeros(1, 1, 768)
     return [[c, {}]], [[c.clone(), {}]]
+
+
+@pytest.fixture
+def sd3_model(comfy):
+    """A real flow model (SD3 family: CONST sampling, shift 3) around the
+    exact Gaussian velocity; only hosts with flow models have it."""
+    if getattr(comfy.model_sampling, "CONST", None) is None or \
+            not hasattr(comfy.supported_models, "SD3"):
+        pytest.skip("this host has no flow models (CONST sampling)")
+    config = comfy.supported_models.SD3({"disable_unet_model_creation": True})
+    base = comfy.model_base.BaseModel(config, comfy.model_base.ModelType.FLOW, device="cpu")
+    assert isinstance(base.model_sampling, comfy.model_sampling.CONST)
+    base.diffusion_model = GaussianEps(base.model_sampling, flow=True)
+    return comfy.model_patcher.ModelPatcher(base, load_device=torch.device("cpu"),
+                                            offload_device=torch.device("cpu"))

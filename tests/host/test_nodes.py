@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from hostlib import comfy, cond, sd15_model  # noqa: F401  (fixtures)
+from hostlib import comfy, cond, sd3_model, sd15_model  # noqa: F401  (fixtures)
 
 
 def _latent(batch=1, h=8, w=8):
@@ -31,6 +31,10 @@ TABLE = {}
 @pytest.mark.parametrize("scheduler", EQUIV_SCHEDULES)
 @pytest.mark.parametrize("sampler", list(EQUIV))
 def test_ksampler_equals_core(comfy, sd15_model, cond, sampler, scheduler):
+    if sampler == "lms" and _host_lms_denoises_last():
+        pytest.skip("this host's LMS ends with a plain denoise; ours keeps the LMS step to 0 "
+                    "(measured more accurate: Gaussian data, simple, 16 steps: 1.5e-3 vs "
+                    "7.9e-2); the engine's oracle test pins ours to k-diffusion's LMS")
     pos, neg = cond
     args = dict(seed=123, steps=8, cfg=1.0, sampler_name=sampler, scheduler=scheduler,
                 positive=pos, negative=neg, latent_image=_latent(2), denoise=1.0)
@@ -41,6 +45,13 @@ def test_ksampler_equals_core(comfy, sd15_model, cond, sampler, scheduler):
     err = _rel(ours, core)
     TABLE[(sampler, scheduler)] = err
     assert err < EQUIV[sampler], f"{sampler}/{scheduler}: ours vs core relative difference {err:.2e}"
+
+
+def _host_lms_denoises_last():
+    import inspect
+
+    import comfy.k_diffusion.sampling as kds
+    return "x = denoised" in inspect.getsource(kds.sample_lms)
 
 
 def test_print_equivalence_table():
@@ -152,7 +163,7 @@ def test_interrupt_mid_run_raises_like_core(comfy, sd15_model, cond):
     mm = comfy.model_management
     calls = []
 
-    def hook(value, total, preview):  # what the server installs
+    def hook(value, total, preview, **kwargs):  # what the server installs
         calls.append(value)
         if value == 2:
             mm.interrupt_current_processing(True)
@@ -213,3 +224,44 @@ def test_node_declarations(comfy):
         our_keys = list(ours.INPUT_TYPES()["required"])
         assert our_keys[:len(core_keys)] == core_keys
         assert our_keys[len(core_keys):] == ["noise_strength", "s_noise"]
+
+
+def _flow_cond():
+    c = torch.zeros(1, 1, 4096)
+    return [[c, {"pooled_output": torch.zeros(1, 2048)}]], [[c.clone(), {"pooled_output": torch.zeros(1, 2048)}]]
+
+
+@pytest.mark.parametrize("sampler", ["euler", "heun", "dpm_2"])
+def test_flow_model_derivative_samplers_equal_core(comfy, sd3_model, sampler):
+    """On a flow model the ODE dx/dsigma = (x - D)/sigma is the same as for VE, so
+    the derivative-based samplers must agree with the core's."""
+    pos, neg = _flow_cond()
+    args = dict(seed=3, steps=8, cfg=1.0, sampler_name=sampler, scheduler="simple",
+                positive=pos, negative=neg, latent_image={"samples": torch.zeros(2, 16, 8, 8)},
+                denoise=1.0)
+    with torch.inference_mode():
+        core = comfy.nodes.KSampler().sample(sd3_model, **args)[0]["samples"]
+        ours = comfy.lab.LabKSampler().sample(sd3_model, **args)[0]["samples"]
+    assert _rel(ours, core) < 1e-4
+
+
+@pytest.mark.parametrize("sampler", ["euler_ancestral", "dpmpp_2s_ancestral", "dpmpp_sde",
+                                     "dpmpp_2m_sde", "dpmpp_3m_sde", "uni_pc", "lms"])
+def test_flow_model_stochastic_samplers_keep_the_data_spread(comfy, sd3_model, sampler):
+    """The burnt-SD3 test through the real host: with noise strength 1 the
+    output's spread is the data's (std 0.5 here), not inflated by noise added
+    VE-style (that inflates it by 30-77%). Stochastic samplers carry an O(1/N)
+    bias in the spread, so the std is extrapolated from 30 and 60 steps
+    (2 s(60) - s(30)). 256 latents of 16x8x8: standard error ~0.1%."""
+    pos, neg = _flow_cond()
+    latent = {"samples": torch.zeros(256, 16, 8, 8)}
+    stds = []
+    with torch.inference_mode():
+        for steps in (30, 60):
+            out = comfy.lab.LabKSampler().sample(sd3_model, 9, steps, 1.0, sampler, "simple", pos,
+                                                 neg, latent, 1.0, 1.0, 1.0)[0]["samples"]
+            x0 = sd3_model.model.process_latent_in(out)  # back to the model's space
+            assert abs(float(x0.mean()) - 0.1) < 0.02, f"{sampler}: mean {float(x0.mean()):.4f}"
+            stds.append(float(x0.std()))
+    std = 2 * stds[1] - stds[0]
+    assert abs(std / 0.5 - 1) < 0.06, f"{sampler}: std {stds} -> {std:.4f}, data 0.5"

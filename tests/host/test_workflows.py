@@ -1,0 +1,203 @@
+"""The example workflows load in the real host: every node type exists, the
+widget values fit their inputs (converted to the API format the way the
+frontend does: widgets in declaration order, a seed's control value after
+it), the executor's validation accepts our nodes' values, and our nodes run
+with those values on a small real model. The checkpoint itself is not on
+this machine, so the loader's file name is the one validation error allowed.
+
+Also: a workflow that names a sampler or schedule we do not have fails at
+validation with a message listing ours, and bad widget values are refused
+with their input's name."""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from hostlib import comfy, cond, sd15_model  # noqa: F401  (fixtures)
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKFLOWS = sorted((ROOT / "example_workflows").glob("*.json"))
+WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN")
+
+
+@pytest.fixture(scope="module")
+def host_nodes(comfy):
+    """The host's node table with this repository loaded as a custom node
+    (and the host's own custom-sampling nodes, which live in comfy_extras)."""
+    for name, cls in comfy.nodes_custom_sampler.NODE_CLASS_MAPPINGS.items():
+        comfy.nodes.NODE_CLASS_MAPPINGS.setdefault(name, cls)
+    ok = comfy.nodes.load_custom_node(str(ROOT))
+    assert ok is True or ok is None or hasattr(ok, "__await__")
+    if hasattr(ok, "__await__"):  # newest host: load_custom_node is async
+        import asyncio
+        assert asyncio.run(ok) is True
+    for name in comfy.lab.NODE_CLASS_MAPPINGS:
+        assert name in comfy.nodes.NODE_CLASS_MAPPINGS, f"{name} was not registered"
+    return comfy.nodes.NODE_CLASS_MAPPINGS
+
+
+def to_api(workflow, mappings):
+    links = {l[0]: l for l in workflow["links"]}
+    prompt = {}
+    for n in workflow["nodes"]:
+        cls = mappings[n["type"]]
+        linked = {i["name"]: i["link"] for i in n.get("inputs", []) if i.get("link") is not None}
+        values = list(n.get("widgets_values") or [])
+        inputs = {}
+        types = cls.INPUT_TYPES()
+        for group in ("required", "optional"):
+            for name, decl in types.get(group, {}).items():
+                is_widget = isinstance(decl[0], list) or decl[0] in WIDGET_TYPES
+                if name in linked:
+                    l = links[linked[name]]
+                    inputs[name] = [str(l[1]), l[2]]
+                    if is_widget and values:
+                        values.pop(0)  # a converted widget keeps its slot
+                elif is_widget:
+                    assert values, f"{n['type']}: no saved value for widget {name}"
+                    inputs[name] = values.pop(0)
+                    if len(decl) > 1 and decl[1].get("control_after_generate") or \
+                            name in ("seed", "noise_seed") and values and values[0] in (
+                                "fixed", "increment", "decrement", "randomize"):
+                        values.pop(0)
+        assert not values, f"{n['type']}: {len(values)} saved widget values left over"
+        prompt[str(n["id"])] = {"class_type": n["type"], "inputs": inputs}
+    return prompt
+
+
+def validate(comfy, prompt):
+    import execution
+    result = execution.validate_prompt(prompt) if not hasattr(execution, "PromptExecutor") or \
+        not _is_async(execution.validate_prompt) else _run_async(execution.validate_prompt, prompt)
+    return result
+
+
+def _is_async(fn):
+    import inspect
+    return inspect.iscoroutinefunction(fn)
+
+
+def _run_async(fn, *args):
+    import asyncio
+    import uuid
+    try:
+        return asyncio.run(fn(str(uuid.uuid4()), *args, None))
+    except TypeError:
+        return asyncio.run(fn(*args))
+
+
+def _errors_of(result, node_id):
+    node_errors = result[3]
+    return [e.get("message", "") + " " + e.get("details", "")
+            for e in node_errors.get(node_id, {}).get("errors", [])]
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_example_workflow_loads_validates_and_runs(comfy, host_nodes, sd15_model, cond, path):
+    workflow = json.loads(path.read_text())
+    missing = {n["type"] for n in workflow["nodes"]} - set(host_nodes)
+    if missing:
+        pytest.skip(f"this host lacks {sorted(missing)}")
+    prompt = to_api(workflow, host_nodes)
+    result = validate(comfy, prompt)
+    ours = {k for k, v in prompt.items() if v["class_type"].startswith("SamplerLab")}
+    for node_id in ours:
+        assert not _errors_of(result, node_id), _errors_of(result, node_id)
+    others = {k for k in result[3]} - ours
+    for node_id in others:  # only the absent checkpoint file may fail
+        assert prompt[node_id]["class_type"] == "CheckpointLoaderSimple", result[3][node_id]
+    # run our nodes with the saved values on the small real model
+    pos, neg = cond
+    latent = {"samples": torch.zeros(1, 4, 8, 8)}
+    with torch.inference_mode():
+        for node_id in sorted(ours, key=int):
+            node = prompt[node_id]
+            cls = host_nodes[node["class_type"]]
+            kwargs = {k: v for k, v in node["inputs"].items() if not isinstance(v, list)}
+            if node["class_type"] == "SamplerLabKSampler":
+                out = cls().sample(sd15_model, positive=pos, negative=neg, latent_image=latent,
+                                   **kwargs)[0]["samples"]
+                assert torch.isfinite(out).all() and out.shape == latent["samples"].shape
+            elif node["class_type"] == "SamplerLabScheduler":
+                sig = cls().get_sigmas(sd15_model, **kwargs)[0]
+                assert sig.ndim == 1 and float(sig[-1]) == 0.0
+            elif node["class_type"] == "SamplerLabSampler":
+                sampler = cls().get_sampler(**kwargs)[0]
+                assert isinstance(sampler, comfy.samplers.KSAMPLER)
+
+
+def _ksampler_prompt(**overrides):
+    inputs = {"model": ["1", 0], "seed": 1, "steps": 20, "cfg": 7.0, "sampler_name": "euler",
+              "scheduler": "karras", "positive": ["2", 0], "negative": ["2", 0],
+              "latent_image": ["3", 0], "denoise": 1.0, "noise_strength": -1.0, "s_noise": 1.0}
+    inputs.update(overrides)
+    return {
+        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "x.safetensors"}},
+        "2": {"class_type": "CLIPTextEncode", "inputs": {"text": "a", "clip": ["1", 1]}},
+        "3": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64,
+                                                           "batch_size": 1}},
+        "4": {"class_type": "SamplerLabKSampler", "inputs": inputs},
+        "5": {"class_type": "VAEDecode", "inputs": {"samples": ["4", 0], "vae": ["1", 2]}},
+        "6": {"class_type": "SaveImage", "inputs": {"images": ["5", 0],
+                                                    "filename_prefix": "t"}},
+    }
+
+
+@pytest.mark.parametrize("field,value,expect", [
+    ("sampler_name", "euler_turbo_9000", "euler_turbo_9000"),
+    ("scheduler", "cosine_v7", "cosine_v7"),
+    ("steps", 0, "steps"),
+    ("noise_strength", -3.0, "noise_strength"),
+    ("s_noise", 11.0, "s_noise"),
+])
+def test_validation_names_the_bad_value(comfy, host_nodes, field, value, expect):
+    result = validate(comfy, _ksampler_prompt(**{field: value}))
+    errors = " | ".join(_errors_of(result, "4"))
+    assert expect in errors, errors
+    if field == "sampler_name":  # the message lists what we have
+        assert "dpmpp_2m_sde" in errors and "uni_pc_bh2" in errors
+
+
+def test_custom_sigmas_text_is_validated(comfy, host_nodes):
+    prompt = _ksampler_prompt()
+    del prompt["4"]
+    prompt.update({
+        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "x.safetensors"}},
+        "7": {"class_type": "SamplerLabCustomSigmas", "inputs": {"sigmas": "14, 3, zz"}},
+        "8": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
+        "4": {"class_type": "SamplerCustom", "inputs": {
+            "model": ["1", 0], "add_noise": True, "noise_seed": 1, "cfg": 7.0,
+            "positive": ["2", 0], "negative": ["2", 0], "sampler": ["8", 0],
+            "sigmas": ["7", 0], "latent_image": ["3", 0]}},
+    })
+    errors = " | ".join(_errors_of(validate(comfy, prompt), "7"))
+    assert "item 3" in errors and "zz" in errors, errors
+
+
+# Saved workflows store widget values by position: new widgets may only be
+# appended, never inserted, or old files would load shifted values.
+FROZEN_WIDGETS = {
+    "SamplerLabKSampler": ["seed", "steps", "cfg", "sampler_name", "scheduler", "denoise",
+                           "noise_strength", "s_noise"],
+    "SamplerLabSampler": ["sampler_name", "noise_strength", "s_noise", "lms_order",
+                          "dpm_adaptive_order", "dpm_adaptive_rtol", "dpm_adaptive_atol",
+                          "dpm_adaptive_h_init", "dpm_adaptive_pcoeff", "dpm_adaptive_icoeff",
+                          "dpm_adaptive_dcoeff", "dpm_adaptive_accept_safety",
+                          "dpmpp_2m_solver_type", "dpmpp_sde_r", "dpmpp_2m_sde_solver_type",
+                          "uni_pc_order", "uni_pc_bh2_order", "deis_order", "ipndm_order"],
+    "SamplerLabScheduler": ["scheduler", "steps", "denoise", "karras_rho",
+                            "polyexponential_rho", "beta_alpha", "beta_beta",
+                            "linear_quadratic_threshold_noise", "linear_quadratic_linear_steps",
+                            "laplace_mu", "laplace_beta", "vp_beta_d", "vp_beta_min", "vp_eps_s",
+                            "align_your_steps_model_type", "gits_coeff"],
+}
+
+
+@pytest.mark.parametrize("name", list(FROZEN_WIDGETS))
+def test_widget_order_only_grows_at_the_end(comfy, name):
+    cls = comfy.lab.NODE_CLASS_MAPPINGS[name]
+    types = cls.INPUT_TYPES()
+    widgets = [k for g in ("required", "optional") for k, d in types.get(g, {}).items()
+               if isinstance(d[0], list) or d[0] in WIDGET_TYPES]
+    assert widgets[:len(FROZEN_WIDGETS[name])] == FROZEN_WIDGETS[name]
