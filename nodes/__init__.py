@@ -1,5 +1,11 @@
 """The ComfyUI adapter: node classes (thin declarations) over the engine.
-Only `host.py` reads ComfyUI internals."""
+Only `host.py` reads ComfyUI internals.
+
+Set SAMPLER_LAB_IN_CORE=1 to also list our samplers (and, on hosts with a
+scheduler registry, our schedules) in the core KSampler's dropdowns as
+lab_<name>. Off by default; core names are never changed.
+"""
+import os
 from .custom_sampling import LabCustomSigmas, LabSampler, LabScheduler
 from .ksampler import LabKSampler, LabKSamplerAdvanced
 
@@ -18,3 +24,10 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "SamplerLabScheduler": "Sampler Lab Scheduler",
     "SamplerLabCustomSigmas": "Sampler Lab Custom Sigmas",
 }
+
+
+if os.environ.get("SAMPLER_LAB_IN_CORE", "").strip().lower() in ("1", "true", "yes", "on"):
+    from . import host as _host
+    from .widgets import KSAMPLER_SCHEDULES as _SCHEDULES
+    from ..samplers import SAMPLER_NAMES as _SAMPLERS
+    _host.expose_in_core(_SAMPLERS, _SCHEDULES)

@@ -74,23 +74,29 @@ def _lab_sampler_class():
             return super().sample(model_wrap, sigmas, extra_args, callback, noise, *args, **kwargs)
 
         def _run(self, model, x, sigmas, extra_args=None, callback=None, disable=None):
-            eta = self.spec.default_eta if self.eta is None else self.eta
-            noise = None
-            if eta > 0 and len(sigmas) > 1:
-                # Indexed by sigma, seeded by the sampling seed: reproducible,
-                # and the same path at any step count (as the host does for
-                # its SDE samplers).
-                positive = sigmas[sigmas > 0]
-                seed = (extra_args or {}).get("seed")
-                if seed is None:
-                    seed = int(torch.randint(0, 2 ** 63 - 1, []).item())
-                if positive.numel() and float(positive.min()) < float(sigmas.max()):
-                    noise = BrownianNoise(x, float(positive.min()), float(sigmas.max()), seed)
-            return self.spec.fn(model, x, sigmas, extra_args=extra_args, callback=callback,
-                                disable=disable, process=self.process, eta=eta,
-                                s_noise=self.s_noise, noise=noise, **self.options)
+            return run_sampler(self.spec, model, x, sigmas, extra_args, callback, disable,
+                               self.process, self.eta, self.s_noise, self.options)
 
     return LabKSAMPLER
+
+
+def run_sampler(spec, model, x, sigmas, extra_args, callback, disable, process, eta=None,
+                s_noise=1.0, options=None):
+    """One of our samplers as the host calls a k-diffusion sampler, with a
+    seeded Brownian noise source when it will add noise."""
+    eta = spec.default_eta if eta is None else eta
+    noise = None
+    if eta > 0 and len(sigmas) > 1:
+        # Indexed by sigma, seeded by the sampling seed: reproducible, and the
+        # same path at any step count (as the host does for its SDE samplers).
+        positive = sigmas[sigmas > 0]
+        seed = (extra_args or {}).get("seed")
+        if seed is None:
+            seed = int(torch.randint(0, 2 ** 63 - 1, []).item())
+        if positive.numel() and float(positive.min()) < float(sigmas.max()):
+            noise = BrownianNoise(x, float(positive.min()), float(sigmas.max()), seed)
+    return spec.fn(model, x, sigmas, extra_args=extra_args, callback=callback, disable=disable,
+                   process=process, eta=eta, s_noise=s_noise, noise=noise, **(options or {}))
 
 
 LabKSAMPLER = _lab_sampler_class()
@@ -127,3 +133,63 @@ def core_discards_penultimate(name):
     """Whether the core KSampler runs `name` with its penultimate sigma dropped."""
     core = getattr(comfy.samplers.KSampler, "DISCARD_PENULTIMATE_SIGMA_SAMPLERS", set())
     return name in core
+
+
+# --- opt-in: our samplers and schedules in the core dropdowns -----------------
+CORE_PREFIX = "lab_"
+
+
+def _inner_model_sampling(model_k):
+    """KSamplerX0Inpaint -> CFG wrapper -> BaseModel: its model_sampling."""
+    m = model_k
+    for _ in range(4):
+        if hasattr(m, "model_sampling"):
+            return m.model_sampling
+        m = getattr(m, "inner_model", None)
+    return None
+
+
+def _core_sampler_function(spec):
+    def sample(model, x, sigmas, extra_args=None, callback=None, disable=None, **options):
+        process = process_of(_inner_model_sampling(model))
+        return run_sampler(spec, model, x, sigmas, extra_args, callback, disable, process,
+                           options=options)
+    sample.__name__ = f"sample_{CORE_PREFIX}{spec.name}"
+    return sample
+
+
+def expose_in_core(sampler_names, schedule_names):
+    """Adds `lab_<name>` entries to the core KSampler's sampler list (the
+    host's ksampler() looks samplers up as k_diffusion.sampling.sample_<name>)
+    and, where the host has a scheduler registry, to its schedulers. Existing
+    names are never touched; calling twice adds nothing twice. Returns the
+    names added."""
+    import comfy.k_diffusion.sampling as kds
+
+    added = []
+    lists = [comfy.samplers.KSAMPLER_NAMES, comfy.samplers.SAMPLER_NAMES,
+             comfy.samplers.KSampler.SAMPLERS]
+    for name in sampler_names:
+        core_name = CORE_PREFIX + name
+        setattr(kds, f"sample_{core_name}", _core_sampler_function(get_sampler(name)))
+        for names in {id(lst): lst for lst in lists}.values():
+            if core_name not in names:
+                names.append(core_name)
+        added.append(core_name)
+    handlers = getattr(comfy.samplers, "SCHEDULER_HANDLERS", None)
+    handler_cls = getattr(comfy.samplers, "SchedulerHandler", None)
+    if handlers is not None and handler_cls is not None:
+        for name in schedule_names:
+            core_name = CORE_PREFIX + name
+
+            def handler(ms, steps, _name=name):
+                return get_sigmas(_name, steps, sigma_min=float(ms.sigma_min),
+                                  sigma_max=float(ms.sigma_max),
+                                  model_sigmas=ms.sigmas.detach().float().cpu())
+            handlers[core_name] = handler_cls(handler, use_ms=True)
+            for names in {id(lst): lst for lst in (comfy.samplers.SCHEDULER_NAMES,
+                                                   comfy.samplers.KSampler.SCHEDULERS)}.values():
+                if core_name not in names:
+                    names.append(core_name)
+            added.append(core_name)
+    return added

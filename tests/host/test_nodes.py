@@ -265,3 +265,38 @@ def test_flow_model_stochastic_samplers_keep_the_data_spread(comfy, sd3_model, s
             stds.append(float(x0.std()))
     std = 2 * stds[1] - stds[0]
     assert abs(std / 0.5 - 1) < 0.06, f"{sampler}: std {stds} -> {std:.4f}, data 0.5"
+
+
+def test_opt_in_core_dropdowns(comfy, sd15_model, cond):
+    """expose_in_core (SAMPLER_LAB_IN_CORE=1) adds lab_<name> to the core
+    KSampler's lists; the core then runs our sampler, and core names keep
+    their behaviour."""
+    from sampler_lab.nodes import host
+    pos, neg = cond
+    lists = [comfy.samplers.KSAMPLER_NAMES, comfy.samplers.SAMPLER_NAMES,
+             comfy.samplers.KSampler.SAMPLERS, comfy.samplers.SCHEDULER_NAMES,
+             comfy.samplers.KSampler.SCHEDULERS]
+    before = [list(lst) for lst in lists]
+    run = lambda node, name, sched: node.sample(sd15_model, 5, 6, 1.0, name, sched, pos, neg,
+                                                _latent(), 1.0)[0]["samples"]
+    try:
+        with torch.inference_mode():
+            core_euler = run(comfy.nodes.KSampler(), "euler", "karras")
+            added = host.expose_in_core(["euler", "dpmpp_2m"], ["karras", "beta"])
+            assert host.expose_in_core(["euler", "dpmpp_2m"], ["karras", "beta"]) == added
+            assert "lab_euler" in comfy.nodes.KSampler.INPUT_TYPES()["required"]["sampler_name"][0]
+            assert comfy.samplers.KSampler.SAMPLERS.count("lab_euler") == 1
+            assert torch.equal(run(comfy.nodes.KSampler(), "euler", "karras"), core_euler)
+            via_core = run(comfy.nodes.KSampler(), "lab_dpmpp_2m", "karras")
+            ours = run(comfy.lab.LabKSampler(), "dpmpp_2m", "karras")
+            assert _rel(via_core, ours) < 1e-4
+            if hasattr(comfy.samplers, "SCHEDULER_HANDLERS"):  # newest host: schedules too
+                assert "lab_beta" in added
+                via_core = run(comfy.nodes.KSampler(), "euler", "lab_beta")
+                ours = run(comfy.lab.LabKSampler(), "euler", "beta")
+                assert _rel(via_core, ours) < 1e-4
+            else:
+                assert "lab_beta" not in added
+    finally:
+        for lst, old in zip(lists, before):
+            lst[:] = old
