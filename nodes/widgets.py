@@ -45,77 +45,69 @@ def eta_value(noise_strength):
     return v
 
 
-# --- schedule parameters: one widget per (schedule, parameter) ---------------
+# --- engine parameters as widgets: one per (sampler or schedule, parameter) --
 
-def _param_widget(schedule, name, p):
-    tip = f"{schedule} only: {p.description}"
-    if p.kind == "choice":
-        return (list(p.choices), {"default": p.default, "tooltip": tip})
-    if p.kind == "int":
-        # None (e.g. linear_quadratic's linear_steps) is shown as -1.
-        return ("INT", {"default": -1 if p.default is None else p.default,
-                        "min": -1 if p.default is None else int(p.lo),
-                        "max": int(p.hi), "tooltip": tip + (" (-1: automatic)"
-                                                            if p.default is None else "")})
-    if p.kind == "float":
-        lo = p.lo if p.lo is not None and math.isfinite(p.lo) else -1e6
-        hi = p.hi if p.hi is not None and math.isfinite(p.hi) else 1e6
-        return ("FLOAT", {"default": p.default, "min": lo, "max": hi,
-                          "step": p.step or 0.01, "tooltip": tip})
-    return None  # text parameters belong to the Custom Sigmas node
+def _finite(value, fallback):
+    return value if value is not None and math.isfinite(value) else fallback
+
+
+def _widget(kind, default, lo, hi, choices, step, tip):
+    """A widget declaration for one engine parameter, or None where it has no
+    widget form (text, which the Custom Sigmas node takes; dicts). An int
+    whose default is None ("automatic") shows as -1."""
+    if kind == "choice":
+        return (list(choices), {"default": default, "tooltip": tip})
+    if kind == "int":
+        auto = default is None
+        return ("INT", {"default": -1 if auto else default,
+                        "min": -1 if auto else int(_finite(lo, -2 ** 31)),
+                        "max": int(_finite(hi, 2 ** 31 - 1)),
+                        "tooltip": tip + (" (-1: automatic)" if auto else "")})
+    if kind == "float":
+        return ("FLOAT", {"default": default, "min": _finite(lo, -1e6),
+                          "max": _finite(hi, 1e6), "step": step, "tooltip": tip})
+    return None
+
+
+def _inputs(table, params_of, widget_of):
+    """{"<owner>_<param>": declaration} in registry order. Saved workflows
+    store widget values by position, so new entries must come last."""
+    out = {}
+    for owner, spec in table.items():
+        for name, p in params_of(spec).items():
+            widget = widget_of(owner, name, p)
+            if widget is not None:
+                out[f"{owner}_{name}"] = widget
+    return out
+
+
+def _picked(owner, params, widget_values):
+    """The values of `owner`'s parameters among the widget values."""
+    out = {}
+    for name, p in params.items():
+        key = f"{owner}_{name}"
+        if key in widget_values:
+            value = widget_values[key]
+            if p.kind == "int" and p.default is None and value == -1:
+                continue  # "automatic": leave the engine's default
+            out[name] = value
+    return out
 
 
 def schedule_param_inputs():
-    """{widget name: declaration} for every numeric/choice schedule parameter."""
-    out = {}
-    for sname, spec in SCHEDULES.items():
-        for pname, p in spec.params.items():
-            widget = _param_widget(sname, pname, p)
-            if widget is not None:
-                out[f"{sname}_{pname}"] = widget
-    return out
+    return _inputs(SCHEDULES, lambda spec: spec.params, lambda owner, name, p: _widget(
+        p.kind, p.default, p.lo, p.hi, p.choices, p.step or 0.01,
+        f"{owner} only: {p.description}"))
 
 
 def schedule_params(scheduler, widget_values):
-    """The parameters of `scheduler` picked from widget values by name."""
-    spec = SCHEDULES[scheduler]
-    params = {}
-    for pname, p in spec.params.items():
-        key = f"{scheduler}_{pname}"
-        if key in widget_values:
-            v = widget_values[key]
-            if p.kind == "int" and p.default is None and v == -1:
-                continue
-            params[pname] = v
-    return params
-
-
-# --- sampler method options: one widget per (sampler, option) ----------------
-
-def _option_widget(sampler, name, o):
-    tip = f"{sampler} only: {o.help or name}"
-    if o.kind == "choice":
-        return (list(o.choices), {"default": o.default, "tooltip": tip})
-    if o.kind == "int":
-        return ("INT", {"default": o.default, "min": int(o.lo), "max": int(o.hi),
-                        "tooltip": tip})
-    if o.kind == "float":
-        return ("FLOAT", {"default": o.default, "min": o.lo, "max": o.hi, "step": 0.0001,
-                          "tooltip": tip})
-    return None  # the statistics dict of dpm_adaptive is not a widget
+    return _picked(scheduler, SCHEDULES[scheduler].params, widget_values)
 
 
 def sampler_option_inputs():
-    out = {}
-    for sname, spec in SAMPLERS.items():
-        for oname, o in spec.option_specs.items():
-            widget = _option_widget(sname, oname, o)
-            if widget is not None:
-                out[f"{sname}_{oname}"] = widget
-    return out
+    return _inputs(SAMPLERS, lambda spec: spec.option_specs, lambda owner, name, o: _widget(
+        o.kind, o.default, o.lo, o.hi, o.choices, 0.0001, f"{owner} only: {o.help or name}"))
 
 
 def sampler_options(sampler, widget_values):
-    spec = SAMPLERS[sampler]
-    return {o: widget_values[f"{sampler}_{o}"] for o in spec.option_specs
-            if f"{sampler}_{o}" in widget_values}
+    return _picked(sampler, SAMPLERS[sampler].option_specs, widget_values)
