@@ -69,7 +69,6 @@ class _Solver:
             # at LAM_FLOOR, true to O(e^(2 LAM_FLOOR)) = 6e-6 (see above).
             self.lam_start = max(self.lam_start, LAM_FLOOR)
         self.lam_end = self.proc.lam(self.sigma_min)
-        self.calls = 0
 
     def point(self, lam):
         """(sigma, alpha) of the solver's point at lambda: every coefficient
@@ -90,7 +89,6 @@ class _Solver:
         """Model at lambda -> (denoised, eps)."""
         sigma = self.model_sigma(lam)
         denoised = self.run.denoise_at(x, sigma)
-        self.calls += 1
         # eps where the latent really is (eps = x at flow's sigma = 1), not at
         # the point's floored alpha = 1e-4: that would read pure noise as a
         # latent at sigma / alpha = 1e4, a 1e-4 relative error in the result.
@@ -189,7 +187,6 @@ class _Solver:
         result, which one denoise at the reached point gives."""
         if self.run.sig[-1] == 0.0:
             denoised = self.run.denoise_at(x, self.model_sigma(lam))
-            self.calls += 1
             self.report(i, x, lam, denoised)
             x = denoised
         return self.run.result(x)
@@ -311,5 +308,5 @@ def sample_dpm_adaptive(run, order=3, rtol=0.05, atol=0.0078, h_init=0.05, pcoef
             n_reject += 1
     out = sv.finish(x, lam, attempts)
     if info is not None:
-        info.update(nfe=sv.calls, n_accept=n_accept, n_reject=n_reject, steps=attempts)
+        info.update(nfe=run.calls, n_accept=n_accept, n_reject=n_reject, steps=attempts)
     return out

@@ -6,7 +6,8 @@ A sampler implementation receives a `Run` and works with:
   run.denoise(x, i)      the model at grid sigma i (also reports the callback)
   run.denoise_at(x, s)   the model at an off-grid sigma s
   run.proc               the noise process (see process.py)
-  run.draw(i) / run.draw_between(s, s_next)   scaled noise for a stochastic step
+  run.draw(i) / run.draw_at(s, s_next)   scaled noise for a stochastic step
+  run.calls              model calls so far
 """
 import math
 
@@ -104,13 +105,12 @@ class Run:
         out = self.model(x.to(self.in_dtype), sigma_batch, **self.extra_args)
         return out.to(self.work_dtype)
 
-    def denoise(self, x, i, sigma_hat=None):
+    def denoise(self, x, i):
         """The model at grid point i; reports the step to the callback."""
         denoised = self._call(x, self._sigma_tensor(i) * self.s_in)
         if self.callback is not None:
             sigma = self._sigma_tensor(i)
-            self.callback({"i": i, "x": x, "sigma": sigma,
-                           "sigma_hat": sigma if sigma_hat is None else sigma_hat,
+            self.callback({"i": i, "x": x, "sigma": sigma, "sigma_hat": sigma,
                            "denoised": denoised})
         return denoised
 
@@ -131,10 +131,6 @@ class Run:
         z = self.noise(self._cpu_sigma(sigma), self._cpu_sigma(sigma_next)).to(self.work_dtype)
         return z * self.s_noise if self.s_noise != 1.0 else z
 
-    def draw_between(self, i, sigma_next):
-        """Noise from grid point i to an off-grid sigma."""
-        return self.draw_at(self.sig[i], sigma_next)
-
     def draw(self, i):
         """Noise for the grid interval i -> i + 1."""
         return self.draw_at(self.sig[i], self.sig[i + 1])
@@ -150,12 +146,12 @@ class Run:
         return x.to(self.in_dtype)
 
 
-def run_with_split(run, step, state=None):
+def run_with_split(run, step):
     """The loop shared by every sampler whose stochastic form is the ancestral
     split: at each grid point evaluate the model, move deterministically to
     sigma_down with `step`, then add the fresh noise up to sigma_next.
 
-    step(run, i, x, denoised, sigma, sigma_down, state) -> x at sigma_down.
+    step(run, i, x, denoised, sigma, sigma_down) -> x at sigma_down.
     """
     x = run.x
     proc = run.proc
@@ -163,7 +159,7 @@ def run_with_split(run, step, state=None):
         sigma, sigma_next = run.sig[i], run.sig[i + 1]
         denoised = run.denoise(x, i)
         sigma_down, up = proc.ancestral_split(sigma, sigma_next, run.eta)
-        x = step(run, i, x, denoised, sigma, sigma_down, state)
+        x = step(run, i, x, denoised, sigma, sigma_down)
         if up > 0.0:
             x = proc.renoise(x, sigma_down, sigma_next, up, run.draw(i))
     return run.result(x)

@@ -34,7 +34,7 @@ def data_step(proc, x, denoised, sigma, sigma_to):
 
 def sample_ddim(run):
     """DDIM; its eta is exactly the ancestral split's eta."""
-    def step(run, i, x, denoised, sigma, sigma_down, state):
+    def step(run, i, x, denoised, sigma, sigma_down):
         return data_step(run.proc, x, denoised, sigma, sigma_down)
     return run_with_split(run, step)
 
@@ -52,7 +52,7 @@ def _dpmpp_2s_step(run, x, denoised, sigma, sigma_to, r=0.5):
 
 
 def sample_dpmpp_2s(run):
-    def step(run, i, x, denoised, sigma, sigma_down, state):
+    def step(run, i, x, denoised, sigma, sigma_down):
         return _dpmpp_2s_step(run, x, denoised, sigma, sigma_down)
     return run_with_split(run, step)
 

@@ -93,7 +93,7 @@ def sample_multistep(run, method, order):
     proc = run.proc
     hist = []  # (sigma, f), newest first
 
-    def step(run, i, x, denoised, sigma, sigma_to, state):
+    def step(run, i, x, denoised, sigma, sigma_to):
         if method.form == "d":
             f = to_d(x, sigma, denoised)
         else:

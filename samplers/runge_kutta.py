@@ -54,6 +54,6 @@ def rk_step(run, x, denoised, sigma, sigma_to, tableau):
 
 
 def sample_rk(run, tableau):
-    def step(run, i, x, denoised, sigma, sigma_down, state):
+    def step(run, i, x, denoised, sigma, sigma_down):
         return rk_step(run, x, denoised, sigma, sigma_down, tableau)
     return run_with_split(run, step)
