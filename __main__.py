@@ -6,8 +6,8 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help"):
         print("usage: python -m sampler_lab report [--help] [options]\n\n"
-              "commands:\n  report   every sampler on the built-in digits model: "
-              "error and model calls")
+              "commands:\n  report   report/index.md: best sampler per budget, accuracy "
+              "beside the peers, convergence (digits model)")
         return 0 if argv else 2
     if argv[0] == "report":
         from .bench.engine_report import main as report

@@ -9,9 +9,9 @@ sampler actually spent. Where the PyPI ComfyUI host is installed, the host's
 k-diffusion runs the same algorithm on the same ODE beside ours.
 """
 import argparse
-import math
 import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -83,7 +83,7 @@ def rel_err(a, b):
     return float((a.double() - b.double()).norm() / b.double().norm())
 
 
-def run(budgets=(10, 20), batch=32, seed=0, out=None,
+def run(budgets=(10, 20), batch=32, seed=0,
         adaptive_tols=((0.05, 0.0078), (0.005, 0.00078))):
     kds = load_host_kdiffusion()
     points = digits(dtype=torch.float64)
@@ -131,9 +131,6 @@ def run(budgets=(10, 20), batch=32, seed=0, out=None,
                  f"{time.time() - t_start:.1f} s.")
     text = "\n".join(lines)
     print(text)
-    if out:
-        with open(out, "w") as fh:
-            fh.write(text + "\n")
     return text
 
 
@@ -151,6 +148,97 @@ def host_result(kds, name, n, model, x, process):
     return fn(model, x, sig, extra_args={}, disable=True, **kw)
 
 
+def convergence(seed=0, batch=16):
+    """The seed material's convergence experiment on the blurred digits model
+    (VE, karras): distance of the result at N steps to the result at 40 steps.
+    Deterministic samplers converge; ancestral sampling with fresh noise per
+    step does not (each N draws different noise); with the Brownian source the
+    same seed follows one path and converges too."""
+    from ..samplers import BrownianNoise, GaussianNoise
+    data = EmpiricalData(digits(dtype=torch.float64), "ve", bandwidth=0.25)
+    x = data.noisy(batch, VE_RANGE[1], torch.Generator().manual_seed(seed), torch.float64)
+    cases = [("euler", "deterministic", None), ("dpmpp_2m", "deterministic", None),
+             ("euler_ancestral", "per-step noise", "gauss"),
+             ("euler_ancestral", "Brownian noise", "brown"),
+             ("dpmpp_2m_sde", "Brownian noise", "brown")]
+    steps = (5, 10, 20, 30)
+    lines = ["| sampler | noise | " + " | ".join(f"{n} steps" for n in steps) + " |",
+             "|---" * (len(steps) + 2) + "|"]
+    for name, label, kind in cases:
+        spec = samplers.get_sampler(name)
+
+        def run_n(n):
+            sig = schedules.get_sigmas("karras", n, sigma_min=VE_RANGE[0],
+                                       sigma_max=VE_RANGE[1]).double()
+            noise = None
+            if kind == "gauss":
+                noise = GaussianNoise(x, seed=seed + n)  # a fresh draw per run, as in A1111
+            elif kind == "brown":
+                noise = BrownianNoise(x, VE_RANGE[0], VE_RANGE[1], seed=seed)
+            return spec.fn(data.denoiser, x, sig, noise=noise)
+        ref = run_n(40)
+        dists = [rel_err(run_n(n), ref) for n in steps]
+        lines.append(f"| {name} | {label} | " + " | ".join(f"{d:.3f}" for d in dists) + " |")
+    return "\n".join(lines)
+
+
+def recommendations(all_rows):
+    """Best deterministic combination of ours per budget and process."""
+    from .accuracy import best_per_system
+    lines = ["| problem | " + " | ".join(f"{b} calls" for b in (5, 8, 10, 15, 20)) + " |",
+             "|---" * 6 + "|"]
+    for pname, rows in all_rows.items():
+        best = best_per_system([r for r in rows if r[0] == "ours"], pname)
+        cells = [f"{best[('ours', b)][0]} / {best[('ours', b)][1]}" if ("ours", b) in best
+                 else "-" for b in (5, 8, 10, 15, 20)]
+        lines.append(f"| {pname} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_report(out_dir, budgets, batch, seed):
+    """report/index.md: the sampler table, accuracy per call with plots, the
+    recommendations and the convergence experiment."""
+    from tqdm.auto import tqdm
+    from . import accuracy
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stages = tqdm(total=4, desc="report", unit="stage")
+    engine = run(budgets, batch, seed)
+    stages.update()
+    kds = load_host_kdiffusion()
+    all_rows = {}
+    for pname, problem in accuracy.problems(quick=True).items():
+        rows = []
+        accuracy.bench_ours(problem, accuracy.QUICK_BUDGETS, rows)
+        if kds is not None:
+            accuracy.bench_host(kds, problem, accuracy.QUICK_BUDGETS, rows)
+        accuracy.bench_diffusers(problem, accuracy.QUICK_BUDGETS, rows)
+        all_rows[pname] = rows
+    accuracy.plot(all_rows, out / "accuracy.png")
+    stages.update()
+    conv = convergence(seed)
+    stages.update()
+    text = "\n".join([
+        "# Sampler Lab report", "",
+        "## Which sampler and schedule for my budget?", "",
+        "Best deterministic combination (ours) per model-call budget:", "",
+        recommendations(all_rows), "",
+        "![error vs model calls](accuracy.png)", "",
+        "## Accuracy per call: ours beside the host and diffusers", "",
+        accuracy.headline(all_rows, "digits-ve"), "",
+        "## Convergence as steps grow", "",
+        "Relative distance of the result at N steps to the result at 40 steps (same seed):",
+        "", conv, "",
+        engine.replace("# Sampler Lab: samplers on the digits model (exact denoiser)",
+                       "## Every sampler at fixed budgets"),
+        ""])
+    (out / "index.md").write_text(text)
+    stages.update()
+    stages.close()
+    print(f"\nwrote {out / 'index.md'} and {out / 'accuracy.png'}")
+    return text
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m sampler_lab report", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -158,7 +246,8 @@ def main(argv=None):
                    help="comma-separated model-call budgets (default 10,20)")
     p.add_argument("--batch", type=int, default=32, help="images per run (default 32)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=None, help="also write the markdown table here")
+    p.add_argument("--out", default="report",
+                   help="folder for index.md and the plots (default ./report)")
     a = p.parse_args(argv)
     try:
         budgets = tuple(int(b) for b in a.budgets.split(","))
@@ -168,4 +257,4 @@ def main(argv=None):
         p.error("--budgets values must be in [2, 1000]")
     if not 1 <= a.batch <= 4096:
         p.error("--batch must be in [1, 4096]")
-    run(budgets, a.batch, a.seed, a.out)
+    write_report(a.out, budgets, a.batch, a.seed)

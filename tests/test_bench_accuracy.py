@@ -1,0 +1,54 @@
+"""The accuracy benchmark's machinery on a small problem: every row respects
+its call budget and is finite, and where ours and k-diffusion run the same
+algorithm on the same sigmas the errors agree (the benchmark's "same
+algorithm, equal within noise" claim). No timing."""
+import math
+
+import torch
+
+from sampler_lab.bench import accuracy
+from sampler_lab.bench.models import GaussianData
+
+
+def _problem():
+    g = GaussianData(0.1, 0.5, "ve")
+    x = torch.randn(2, 2, 4, 4, generator=torch.Generator().manual_seed(1),
+                    dtype=torch.float64) * 14.6146
+    return ("ve", g.denoiser, x, g.ode_solution(x, 14.6146, 0.0))
+
+
+def test_rows_respect_budgets_and_match_kdiffusion(kdiff):
+    problem = _problem()
+    rows = []
+    accuracy.bench_ours(problem, (5, 8), rows)
+    accuracy.bench_kdiffusion(kdiff, problem, (5, 8), rows)
+    assert rows
+    for system, name, sched, budget, calls, err in rows:
+        assert calls <= budget and math.isfinite(err) and err >= 0, (system, name, sched)
+    ours = {(n, s, b): (c, e) for sy, n, s, b, c, e in rows if sy == "ours"}
+    shared = 0
+    for sy, n, s, b, c, e in rows:
+        # dpm_fast is not the same algorithm at the end: ours finishes with a
+        # denoise to 0, the host stops at the last nonzero sigma.
+        if sy == "k-diffusion" and n != "dpm_fast" and (n, s, b) in ours \
+                and ours[(n, s, b)][0] == c:
+            shared += 1
+            assert abs(ours[(n, s, b)][1] - e) <= 1e-6 * max(e, 1e-12) + 1e-12, (n, s, b)
+    assert shared >= 30
+
+
+def test_diffusers_and_host_rows(kdiff):
+    problem = _problem()
+    rows = []
+    accuracy.bench_diffusers(problem, (8,), rows)
+    accuracy.bench_host(kdiff, problem, (8,), rows)
+    systems = {r[0] for r in rows}
+    assert {"diffusers", "host"} <= systems
+    assert all(r[4] <= 8 and math.isfinite(r[5]) for r in rows)
+
+
+def test_headline_lists_every_system():
+    rows = {"digits-ve": [("ours", "euler", "karras", b, b, 0.1) for b in (8, 10, 15, 20)]
+            + [("host", "euler", "karras", 8, 8, 0.2)]}
+    text = accuracy.headline(rows)
+    assert "| 8 | 1.00e-01 (euler / karras) | 2.00e-01 (euler / karras) | - | - |" in text
