@@ -144,6 +144,8 @@ def sample_dpmpp_multistep(run, order=2, solver_type="midpoint"):
             phi_2 = 1.0 - _expm1_neg(big_h) / big_h
             phi_3 = phi_2 / big_h - 0.5
             x = x + dd1 * (a_next * phi_2) - dd2 * (a_next * phi_3)
+            # free the latent-sized temporaries before the next model call
+            del d1, d2, d1_0, d1_1, dd1, dd2
         elif hist:
             d1, h1 = hist[0]
             r = h1 / h
