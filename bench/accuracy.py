@@ -127,37 +127,46 @@ def bench_ours(problem, budgets, rows):
                              rmse(out, ref)))
 
 
-def bench_kdiffusion(kds, problem, budgets, rows):
-    """k-diffusion's samplers on our sigmas (VE only: it has no flow process)."""
+def _host_sampler(kds, name, model, x, sig, n):
+    """The host's k-diffusion `name` on sigmas `sig` -> (calls, result)."""
+    counter = Counter(model)
+    if name == "dpm_fast":
+        out = kds.sample_dpm_fast(counter, x, float(sig[-2]), float(sig[0]), n, disable=True)
+    else:
+        kw = {"eta": 0.0} if samplers.get_sampler(name).stochastic else {}
+        if name in ("dpmpp_sde", "dpmpp_2m_sde", "dpmpp_3m_sde"):
+            kw["noise_sampler"] = lambda a, b: torch.zeros_like(x)
+        out = getattr(kds, f"sample_{name}")(counter, x, sig, extra_args={}, disable=True, **kw)
+    return counter.calls, out
+
+
+def _bench_host_samplers(kds, problem, budgets, rows, system, schedule_names, sigmas_for):
     process, model, x, ref = problem
-    if process != "ve":
-        return
-    for name in HOST_SAMPLERS:
-        spec = samplers.get_sampler(name)
-        for sched in SCHEDULES:
+    for sched in schedule_names:
+        for name in HOST_SAMPLERS:
+            per_step = samplers.get_sampler(name).calls_per_step
             for budget in budgets:
                 def go(n, name=name, sched=sched):
-                    sig = our_sigmas(sched, process, n)
-                    counter = Counter(model)
-                    if name == "dpm_fast":
-                        out = kds.sample_dpm_fast(counter, x, float(sig[-2]), float(sig[0]), n,
-                                                  disable=True)
-                    else:
-                        kw = {"eta": 0.0} if spec.stochastic else {}
-                        if name in ("dpmpp_sde", "dpmpp_2m_sde", "dpmpp_3m_sde"):
-                            kw["noise_sampler"] = lambda a, b: torch.zeros_like(x)
-                        out = getattr(kds, f"sample_{name}")(counter, x, sig, extra_args={},
-                                                             disable=True, **kw)
-                    return counter.calls, out
-                calls, out = run_within(go, budget, budget // spec.calls_per_step)
-                if out is not None:
-                    rows.append(("k-diffusion", name, sched, budget, calls, rmse(out, ref)))
+                    return _host_sampler(kds, name, model, x, sigmas_for(sched, n), n)
+                try:
+                    calls, out = run_within(go, budget, budget // per_step)
+                except Exception:  # a host scheduler that cannot give n steps
+                    continue
+                if out is not None and torch.isfinite(out).all():
+                    rows.append((system, name, sched, budget, calls, rmse(out, ref)))
+
+
+def bench_kdiffusion(kds, problem, budgets, rows):
+    """k-diffusion's samplers on our sigmas (VE only: it has no flow process)."""
+    if problem[0] != "ve":
+        return
+    _bench_host_samplers(kds, problem, budgets, rows, "k-diffusion", SCHEDULES,
+                         lambda sched, n: our_sigmas(sched, "ve", n))
 
 
 def bench_host(kds, problem, budgets, rows):
     """The host's samplers with the host's own schedulers (VE)."""
-    process, model, x, ref = problem
-    if process != "ve":
+    if problem[0] != "ve":
         return
     import comfy.model_sampling
     import comfy.samplers
@@ -165,31 +174,9 @@ def bench_host(kds, problem, budgets, rows):
     class _Model:  # all the host's schedulers read: an SD 1.x sigma table
         model_sampling = comfy.model_sampling.ModelSamplingDiscrete()
 
-    host_model = _Model()
-    for sched in HOST_SCHEDULERS:
-        for name in HOST_SAMPLERS:
-            spec = samplers.get_sampler(name)
-            for budget in budgets:
-                def go(n, name=name, sched=sched):
-                    sig = comfy.samplers.calculate_sigmas_scheduler(host_model, sched, n)
-                    sig = sig.double()
-                    counter = Counter(model)
-                    if name == "dpm_fast":
-                        out = kds.sample_dpm_fast(counter, x, float(sig[-2]), float(sig[0]), n,
-                                                  disable=True)
-                    else:
-                        kw = {"eta": 0.0} if spec.stochastic else {}
-                        if name in ("dpmpp_sde", "dpmpp_2m_sde", "dpmpp_3m_sde"):
-                            kw["noise_sampler"] = lambda a, b: torch.zeros_like(x)
-                        out = getattr(kds, f"sample_{name}")(counter, x, sig, extra_args={},
-                                                             disable=True, **kw)
-                    return counter.calls, out
-                try:
-                    calls, out = run_within(go, budget, budget // spec.calls_per_step)
-                except Exception:  # a scheduler that cannot give n steps
-                    continue
-                if out is not None and torch.isfinite(out).all():
-                    rows.append(("host", name, sched, budget, calls, rmse(out, ref)))
+    _bench_host_samplers(
+        kds, problem, budgets, rows, "host", HOST_SCHEDULERS,
+        lambda sched, n: comfy.samplers.calculate_sigmas_scheduler(_Model(), sched, n).double())
 
 
 def bench_diffusers(problem, budgets, rows):
@@ -262,7 +249,7 @@ def ref_start(x, sigma_from, sigma_to, model):
     return _START_CACHE[key]
 
 
-def best_per_system(rows, problem_name):
+def best_per_system(rows):
     best = {}
     for system, name, sched, budget, calls, err in rows:
         key = (system, budget)
@@ -285,7 +272,7 @@ HEADLINE_BUDGETS = (8, 10, 15, 20)
 def headline(all_rows, problem="digits-ve"):
     """Markdown: best RMSE per system at the headline budgets on one problem."""
     rows = all_rows.get(problem, [])
-    best = best_per_system(rows, problem)
+    best = best_per_system(rows)
     systems = [("ours", "Sampler Lab"), ("host", "ComfyUI core"),
                ("k-diffusion", "k-diffusion"), ("diffusers", "diffusers")]
     lines = [f"Best RMSE per model-call budget on the {problem} problem "
@@ -335,7 +322,7 @@ def main(argv=None):
             bench_host(kds, problem, budgets, rows)
         bench_diffusers(problem, budgets, rows)
         all_rows[pname] = rows
-        best = best_per_system(rows, pname)
+        best = best_per_system(rows)
         systems = [s for s in ("ours", "k-diffusion", "host", "diffusers")
                    if any(k[0] == s for k in best)]
         lines += [f"## {pname}", "", "| calls | " + " | ".join(systems) + " |",

@@ -188,7 +188,7 @@ def recommendations(all_rows):
     lines = ["| problem | " + " | ".join(f"{b} calls" for b in (5, 8, 10, 15, 20)) + " |",
              "|---" * 6 + "|"]
     for pname, rows in all_rows.items():
-        best = best_per_system([r for r in rows if r[0] == "ours"], pname)
+        best = best_per_system([r for r in rows if r[0] == "ours"])
         cells = [f"{best[('ours', b)][0]} / {best[('ours', b)][1]}" if ("ours", b) in best
                  else "-" for b in (5, 8, 10, 15, 20)]
         lines.append(f"| {pname} | " + " | ".join(cells) + " |")
