@@ -31,3 +31,14 @@ if os.environ.get("SAMPLER_LAB_IN_CORE", "").strip().lower() in ("1", "true", "y
     from .widgets import KSAMPLER_SCHEDULES as _SCHEDULES
     from ..samplers import SAMPLER_NAMES as _SAMPLERS
     _host.expose_in_core(_SAMPLERS, _SCHEDULES)
+
+
+# The schedule preview route, where a server is running (not in scripts/tests
+# that import the nodes in-process).
+try:
+    from server import PromptServer as _PromptServer
+except ImportError:  # pragma: no cover - no server module
+    _PromptServer = None
+if _PromptServer is not None and getattr(_PromptServer, "instance", None) is not None:
+    from .routes import register as _register
+    _register(_PromptServer.instance)

@@ -4,11 +4,8 @@ without being written twice. No host import here."""
 import math
 
 from ..samplers import SAMPLER_NAMES, SAMPLERS
-from ..schedules import SCHEDULE_NAMES, SCHEDULES
-
-# The schedules a KSampler can compute from a model and a step count.
-# `custom` needs text, which the Custom Sigmas node takes instead.
-KSAMPLER_SCHEDULES = [n for n in SCHEDULE_NAMES if n != "custom"]
+from ..schedules import SCHEDULES
+from ..schedules.preview import KSAMPLER_SCHEDULES  # noqa: F401  (the nodes' list)
 
 
 def sampler_input():

@@ -1,0 +1,41 @@
+"""The preview behind GET /sampler_lab/sigmas: values are exactly
+schedules.get_sigmas's, and every kind of bad query is a ValueError naming
+the parameter (the route turns it into HTTP 400)."""
+import pytest
+import torch
+
+from sampler_lab import schedules
+from sampler_lab.schedules.preview import sigmas_for_query
+
+
+def test_values_equal_get_sigmas():
+    got = sigmas_for_query({"scheduler": "karras", "steps": "20", "rho": "5"})
+    assert got == schedules.get_sigmas("karras", 20, rho=5.0).tolist()
+    got = sigmas_for_query({"scheduler": "beta", "steps": "10", "denoise": "0.5"})
+    assert got == schedules.get_sigmas("beta", 20)[-11:].tolist()
+    t = torch.arange(1, 1001, dtype=torch.float64) / 1000
+    flow = 2.0 * t / (1 + t)
+    got = sigmas_for_query({"scheduler": "simple", "steps": "8", "family": "flow",
+                            "shift": "2"})
+    assert got == schedules.get_sigmas("simple", 8, model_sigmas=flow).tolist()
+    assert sigmas_for_query({"scheduler": "normal", "steps": "4", "denoise": "0"}) == []
+
+
+@pytest.mark.parametrize("query,needle", [
+    ({"steps": "20"}, "scheduler"),
+    ({"scheduler": "nope", "steps": "20"}, "scheduler"),
+    ({"scheduler": "karras"}, "steps"),
+    ({"scheduler": "karras", "steps": "0"}, "steps"),
+    ({"scheduler": "karras", "steps": "99999"}, "steps"),
+    ({"scheduler": "karras", "steps": "ten"}, "steps"),
+    ({"scheduler": "karras", "steps": "10", "denoise": "nan"}, "denoise"),
+    ({"scheduler": "karras", "steps": "10", "denoise": "1.5"}, "denoise"),
+    ({"scheduler": "karras", "steps": "10", "family": "sd9"}, "family"),
+    ({"scheduler": "karras", "steps": "10", "rho": "inf"}, "rho"),
+    ({"scheduler": "karras", "steps": "10", "alpha": "0.5"}, "alpha"),
+    ({"scheduler": "karras", "steps": "10", "rho": "-3"}, "rho"),
+    ({"scheduler": "karras", "steps": "10", "shift": "0"}, "shift"),
+])
+def test_bad_queries_name_the_parameter(query, needle):
+    with pytest.raises(ValueError, match=needle):
+        sigmas_for_query(query)
