@@ -59,14 +59,12 @@ class LabKSampler:
 
     @classmethod
     def INPUT_TYPES(cls):
-        common = _common_inputs()
         return {"required": {
             "model": ("MODEL", {"tooltip": "The diffusion model."}),
             "seed": ("INT", {"default": 0, "min": 0, "max": MAX_SEED,
                              "control_after_generate": True,
                              "tooltip": "Seed of the initial noise and of stochastic steps."}),
-            **{k: common[k] for k in ("steps", "cfg", "sampler_name", "scheduler",
-                                      "positive", "negative", "latent_image")},
+            **_common_inputs(),
             "denoise": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01,
                                   "tooltip": "Fraction of the schedule to run (img2img)."}),
             **_ours(),
@@ -88,7 +86,6 @@ class LabKSamplerAdvanced:
 
     @classmethod
     def INPUT_TYPES(cls):
-        common = _common_inputs()
         return {"required": {
             "model": ("MODEL", {"tooltip": "The diffusion model."}),
             "add_noise": (["enable", "disable"], {"tooltip": "Add the seed's noise first "
@@ -96,8 +93,7 @@ class LabKSamplerAdvanced:
             "noise_seed": ("INT", {"default": 0, "min": 0, "max": MAX_SEED,
                                    "control_after_generate": True,
                                    "tooltip": "Seed of the noise and of stochastic steps."}),
-            **{k: common[k] for k in ("steps", "cfg", "sampler_name", "scheduler",
-                                      "positive", "negative", "latent_image")},
+            **_common_inputs(),
             "start_at_step": ("INT", {"default": 0, "min": 0, "max": 10000,
                                       "tooltip": "First step to run."}),
             "end_at_step": ("INT", {"default": 10000, "min": 0, "max": 10000,
