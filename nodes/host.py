@@ -7,7 +7,6 @@ loading) both work through the same functions.
 """
 import torch
 
-import comfy.model_management
 import comfy.sample
 import comfy.samplers
 import comfy.utils
@@ -38,6 +37,13 @@ def process_of(ms):
     return "flow" if _CONST is not None and isinstance(ms, _CONST) else "ve"
 
 
+def model_schedule(ms, scheduler, steps, **params):
+    """Our `scheduler` over a model's noise levels: its sigma range and table."""
+    return get_sigmas(scheduler, steps, sigma_min=float(ms.sigma_min),
+                      sigma_max=float(ms.sigma_max),
+                      model_sigmas=ms.sigmas.detach().float().cpu(), **params)
+
+
 def schedule(model, scheduler, steps, denoise=1.0, discard_penultimate=False, **params):
     """Sigmas for a KSampler-style node, with the core's semantics: denoise < 1
     computes int(steps / denoise) steps and keeps the last steps + 1 sigmas;
@@ -48,36 +54,31 @@ def schedule(model, scheduler, steps, denoise=1.0, discard_penultimate=False, **
         return torch.zeros(0)
     total = steps if denoise is None or denoise > 0.9999 else int(steps / denoise)
     n = total + 1 if discard_penultimate else total
-    sigmas = get_sigmas(scheduler, n, sigma_min=float(ms.sigma_min),
-                        sigma_max=float(ms.sigma_max),
-                        model_sigmas=ms.sigmas.detach().float().cpu(), **params)
+    sigmas = model_schedule(ms, scheduler, n, **params)
     if discard_penultimate:
         sigmas = torch.cat([sigmas[:-2], sigmas[-1:]])
     return sigmas[-(steps + 1):]
 
 
-def _lab_sampler_class():
-    class LabKSAMPLER(comfy.samplers.KSAMPLER):
-        """The host's KSAMPLER running one of our samplers. The process and a
-        seeded Brownian noise source are decided at sample time from the
-        model actually being sampled."""
+class LabKSAMPLER(comfy.samplers.KSAMPLER):
+    """The host's KSAMPLER running one of our samplers. The process and a
+    seeded Brownian noise source are decided at sample time from the model
+    actually being sampled."""
 
-        def __init__(self, name, eta=None, s_noise=1.0, options=None):
-            self.spec = get_sampler(name)
-            self.eta = eta
-            self.s_noise = s_noise
-            self.options = dict(options or {})
-            super().__init__(self._run, extra_options={}, inpaint_options={})
+    def __init__(self, name, eta=None, s_noise=1.0, options=None):
+        self.spec = get_sampler(name)
+        self.eta = eta
+        self.s_noise = s_noise
+        self.options = dict(options or {})
+        super().__init__(self._run, extra_options={}, inpaint_options={})
 
-        def sample(self, model_wrap, sigmas, extra_args, callback, noise, *args, **kwargs):
-            self.process = process_of(model_wrap.inner_model.model_sampling)
-            return super().sample(model_wrap, sigmas, extra_args, callback, noise, *args, **kwargs)
+    def sample(self, model_wrap, sigmas, extra_args, callback, noise, *args, **kwargs):
+        self.process = process_of(model_wrap.inner_model.model_sampling)
+        return super().sample(model_wrap, sigmas, extra_args, callback, noise, *args, **kwargs)
 
-        def _run(self, model, x, sigmas, extra_args=None, callback=None, disable=None):
-            return run_sampler(self.spec, model, x, sigmas, extra_args, callback, disable,
-                               self.process, self.eta, self.s_noise, self.options)
-
-    return LabKSAMPLER
+    def _run(self, model, x, sigmas, extra_args=None, callback=None, disable=None):
+        return run_sampler(self.spec, model, x, sigmas, extra_args, callback, disable,
+                           self.process, self.eta, self.s_noise, self.options)
 
 
 def run_sampler(spec, model, x, sigmas, extra_args, callback, disable, process, eta=None,
@@ -97,9 +98,6 @@ def run_sampler(spec, model, x, sigmas, extra_args, callback, disable, process, 
             noise = BrownianNoise(x, float(positive.min()), float(sigmas.max()), seed)
     return spec.fn(model, x, sigmas, extra_args=extra_args, callback=callback, disable=disable,
                    process=process, eta=eta, s_noise=s_noise, noise=noise, **(options or {}))
-
-
-LabKSAMPLER = _lab_sampler_class()
 
 
 def fix_latent(model, latent):
@@ -172,9 +170,7 @@ def expose_in_core(sampler_names, schedule_names):
     for name in sampler_names:
         core_name = CORE_PREFIX + name
         setattr(kds, f"sample_{core_name}", _core_sampler_function(get_sampler(name)))
-        for names in {id(lst): lst for lst in lists}.values():
-            if core_name not in names:
-                names.append(core_name)
+        _append_once(lists, core_name)
         added.append(core_name)
     handlers = getattr(comfy.samplers, "SCHEDULER_HANDLERS", None)
     handler_cls = getattr(comfy.samplers, "SchedulerHandler", None)
@@ -183,13 +179,16 @@ def expose_in_core(sampler_names, schedule_names):
             core_name = CORE_PREFIX + name
 
             def handler(ms, steps, _name=name):
-                return get_sigmas(_name, steps, sigma_min=float(ms.sigma_min),
-                                  sigma_max=float(ms.sigma_max),
-                                  model_sigmas=ms.sigmas.detach().float().cpu())
+                return model_schedule(ms, _name, steps)
             handlers[core_name] = handler_cls(handler, use_ms=True)
-            for names in {id(lst): lst for lst in (comfy.samplers.SCHEDULER_NAMES,
-                                                   comfy.samplers.KSampler.SCHEDULERS)}.values():
-                if core_name not in names:
-                    names.append(core_name)
+            _append_once([comfy.samplers.SCHEDULER_NAMES, comfy.samplers.KSampler.SCHEDULERS],
+                         core_name)
             added.append(core_name)
     return added
+
+
+def _append_once(lists, name):
+    """Append `name` to each list once; the host's lists may be one object."""
+    for names in {id(lst): lst for lst in lists}.values():
+        if name not in names:
+            names.append(name)

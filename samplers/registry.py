@@ -61,10 +61,6 @@ class SamplerSpec:
     def options(self):
         return {k: o.default for k, o in self.option_specs.items()}
 
-    @property
-    def supports_eta(self):
-        return True  # every sampler has a noise-strength knob
-
 
 def _make_fn(spec):
     def fn(model, x, sigmas, *, extra_args=None, callback=None, disable=None,
