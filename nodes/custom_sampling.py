@@ -1,5 +1,6 @@
 """SAMPLER and SIGMAS nodes for the core SamplerCustom / SamplerCustomAdvanced."""
 from . import host
+from .ksampler import with_sigmas
 from .widgets import (KSAMPLER_SCHEDULES, eta_value, noise_strength_input, s_noise_input,
                       sampler_input, sampler_option_inputs, sampler_options,
                       schedule_param_inputs, schedule_params)
@@ -50,8 +51,9 @@ class LabScheduler:
         }, "optional": schedule_param_inputs()}
 
     def get_sigmas(self, model, scheduler, steps, denoise=1.0, **params):
-        return (host.schedule(model, scheduler, steps, denoise,
-                              **schedule_params(scheduler, params)),)
+        sigmas = host.schedule(model, scheduler, steps, denoise,
+                               **schedule_params(scheduler, params))
+        return with_sigmas((sigmas,), sigmas)
 
 
 class LabCustomSigmas:
@@ -80,4 +82,5 @@ class LabCustomSigmas:
 
     def get_sigmas(self, sigmas):
         steps = len(parse_sigmas(sigmas)) - 1
-        return (get_sigmas("custom", steps, text=sigmas),)
+        values = get_sigmas("custom", steps, text=sigmas)
+        return with_sigmas((values,), values)

@@ -28,6 +28,13 @@ def _ours():
     return {"noise_strength": noise_strength_input(), "s_noise": s_noise_input()}
 
 
+def with_sigmas(result, sigmas):
+    """The node's outputs plus the sigmas it used, for the web widget
+    (ComfyUI sends the "ui" part to the browser as the node's output)."""
+    used = [] if sigmas is None else [float(v) for v in sigmas]
+    return {"ui": {"sampler_lab_sigmas": used}, "result": result}
+
+
 def _run(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent,
          denoise, noise_strength, s_noise, add_noise=True, start_step=None, last_step=None,
          force_full_denoise=False):
@@ -43,10 +50,10 @@ def _run(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, l
         if start_step < len(sigmas) - 1:
             sigmas = sigmas[start_step:]
         else:
-            return (latent.copy(),)
+            return with_sigmas((latent.copy(),), None)
     sampler = host.LabKSAMPLER(sampler_name, eta=eta, s_noise=s_noise)
-    return (host.sample(model, seed, cfg, sampler, sigmas, positive, negative, latent,
-                        add_noise=add_noise),)
+    return with_sigmas((host.sample(model, seed, cfg, sampler, sigmas, positive, negative,
+                                    latent, add_noise=add_noise),), sigmas)
 
 
 class LabKSampler:

@@ -6,6 +6,7 @@ import math
 
 import torch
 
+from .discrete import sd1_sigmas
 from .registry import SCHEDULE_NAMES, SCHEDULES, get_sigmas
 
 # `custom` takes text, which the Custom Sigmas node previews itself.
@@ -63,6 +64,8 @@ def sigmas_for_query(query):
         if p.kind == "choice":
             params[name] = raw
         elif p.kind == "int":
+            if p.default is None and raw.strip() == "-1":
+                continue  # the node's "-1: automatic" means the engine's default
             params[name] = _number(query, name, None, p.lo, p.hi, integer=True)
         else:
             params[name] = _number(query, name, None, -math.inf, math.inf)
@@ -74,3 +77,26 @@ def sigmas_for_query(query):
     table = _flow_table(shift) if family == "flow" else None
     sigmas = get_sigmas(scheduler, total, model_sigmas=table, **params)
     return [float(s) for s in sigmas[-(steps + 1):]]
+
+
+def preview_info():
+    """What the web widget needs to know that only the engine knows, as JSON
+    (GET /sampler_lab/info): each sampler's default noise strength (what the
+    node's -1 means), and each schedule's parameters, whose node widgets are
+    named <schedule>_<parameter>."""
+    from ..samplers import SAMPLERS  # the engine's table; no host import
+
+    samplers = {name: {"stochastic": bool(spec.stochastic),
+                       "default_eta": float(spec.default_eta)}
+                for name, spec in SAMPLERS.items()}
+    schedules = {}
+    for name in KSAMPLER_SCHEDULES:
+        params = {}
+        for pname, p in SCHEDULES[name].params.items():
+            params[pname] = {"kind": p.kind, "auto": p.kind == "int" and p.default is None}
+        schedules[name] = params
+    # The SD 1.x/SDXL table lets the widget say where a sigma sits in the
+    # model's timesteps ("percent of the process"); flow has a closed form.
+    table = [float(f"{v:.6g}") for v in sd1_sigmas().tolist()]
+    return {"samplers": samplers, "schedules": schedules, "families": list(FAMILIES),
+            "max_steps": MAX_PREVIEW_STEPS, "sd_sigma_table": table}

@@ -39,3 +39,38 @@ def test_values_equal_get_sigmas():
 def test_bad_queries_name_the_parameter(query, needle):
     with pytest.raises(ValueError, match=needle):
         sigmas_for_query(query)
+
+
+def test_automatic_int_parameter_accepts_the_widgets_minus_one():
+    # the node shows "automatic" (None) as -1; the preview takes it as the default
+    got = sigmas_for_query({"scheduler": "linear_quadratic", "steps": "10",
+                            "linear_steps": "-1"})
+    assert got == schedules.get_sigmas("linear_quadratic", 10).tolist()
+    got = sigmas_for_query({"scheduler": "linear_quadratic", "steps": "10",
+                            "linear_steps": "3"})
+    assert got == schedules.get_sigmas("linear_quadratic", 10, linear_steps=3).tolist()
+    with pytest.raises(ValueError, match="linear_steps"):
+        sigmas_for_query({"scheduler": "linear_quadratic", "steps": "10",
+                          "linear_steps": "-2"})
+
+
+def test_preview_info_matches_the_registries():
+    import json
+
+    from sampler_lab import samplers
+    from sampler_lab.schedules.preview import KSAMPLER_SCHEDULES, preview_info
+    info = json.loads(json.dumps(preview_info()))  # what the route sends
+    assert list(info["samplers"]) == samplers.SAMPLER_NAMES
+    for name, entry in info["samplers"].items():
+        spec = samplers.get_sampler(name)
+        assert entry == {"stochastic": spec.default_eta > 0, "default_eta": spec.default_eta}
+    assert info["samplers"]["euler"]["default_eta"] == 0.0
+    assert info["samplers"]["euler_ancestral"]["default_eta"] == 1.0
+    assert list(info["schedules"]) == KSAMPLER_SCHEDULES
+    assert info["schedules"]["karras"] == {"rho": {"kind": "float", "auto": False}}
+    assert info["schedules"]["linear_quadratic"]["linear_steps"] == {"kind": "int",
+                                                                      "auto": True}
+    assert info["families"] == ["sd15", "sdxl", "flow"]
+    table = schedules.sd1_sigmas().tolist()
+    assert len(info["sd_sigma_table"]) == 1000
+    assert info["sd_sigma_table"] == pytest.approx(table, rel=1e-5)

@@ -5,6 +5,12 @@ import torch
 from hostlib import comfy, cond, sd3_model, sd15_model  # noqa: F401  (fixtures)
 
 
+def _out(result):
+    """A node's outputs: our sampling/SIGMAS nodes return ComfyUI's
+    {"ui": ..., "result": (...)} form, core nodes a plain tuple."""
+    return result["result"] if isinstance(result, dict) else result
+
+
 def _latent(batch=1, h=8, w=8):
     return {"samples": torch.zeros(batch, 4, h, w)}
 
@@ -40,7 +46,7 @@ def test_ksampler_equals_core(comfy, sd15_model, cond, sampler, scheduler):
                 positive=pos, negative=neg, latent_image=_latent(2), denoise=1.0)
     with torch.inference_mode():
         core = comfy.nodes.KSampler().sample(sd15_model, **args)[0]["samples"]
-        ours = comfy.lab.LabKSampler().sample(sd15_model, **args)[0]["samples"]
+        ours = _out(comfy.lab.LabKSampler().sample(sd15_model, **args))[0]["samples"]
     assert torch.isfinite(ours).all()
     err = _rel(ours, core)
     TABLE[(sampler, scheduler)] = err
@@ -87,7 +93,7 @@ def test_stochastic_sampler_equals_core_on_the_same_sigmas(comfy, sd15_model, co
     sigmas = comfy.nodes_custom_sampler.BasicScheduler().get_sigmas(
         sd15_model, scheduler, 8, 1.0)[0]
     latent = _latent(2)
-    lab = comfy.lab.LabSampler().get_sampler(sampler, -1.0, 1.0)[0]
+    lab = _out(comfy.lab.LabSampler().get_sampler(sampler, -1.0, 1.0))[0]
     with torch.inference_mode():
         if sampler in ("dpmpp_sde", "dpmpp_2m_sde", "dpmpp_3m_sde"):
             core = _core_custom(comfy, sd15_model, sampler, sigmas, latent, pos, neg)
@@ -119,7 +125,7 @@ def test_denoise_below_one_matches_core(comfy, sd15_model, cond):
                 positive=pos, negative=neg, latent_image=latent, denoise=0.45)
     with torch.inference_mode():
         core = comfy.nodes.KSampler().sample(sd15_model, **args)[0]["samples"]
-        ours = comfy.lab.LabKSampler().sample(sd15_model, **args)[0]["samples"]
+        ours = _out(comfy.lab.LabKSampler().sample(sd15_model, **args))[0]["samples"]
     assert _rel(ours, core) < 1e-4
 
 
@@ -135,7 +141,7 @@ def test_advanced_steps_and_leftover_noise_match_core(comfy, sd15_model, cond, a
                 start_at_step=start, end_at_step=end, return_with_leftover_noise=leftover)
     with torch.inference_mode():
         core = comfy.nodes.KSamplerAdvanced().sample(sd15_model, **args)[0]["samples"]
-        ours = comfy.lab.LabKSamplerAdvanced().sample(sd15_model, **args)[0]["samples"]
+        ours = _out(comfy.lab.LabKSamplerAdvanced().sample(sd15_model, **args))[0]["samples"]
     assert _rel(ours, core) < 1e-4
 
 
@@ -150,7 +156,7 @@ def test_batch_index_and_noise_mask_match_core(comfy, sd15_model, cond):
                 positive=pos, negative=neg, latent_image=latent, denoise=0.8)
     with torch.inference_mode():
         core = comfy.nodes.KSampler().sample(sd15_model, **args)[0]["samples"]
-        ours = comfy.lab.LabKSampler().sample(sd15_model, **args)[0]["samples"]
+        ours = _out(comfy.lab.LabKSampler().sample(sd15_model, **args))[0]["samples"]
     assert _rel(ours, core) < 1e-4
     # batch_index 4 twice: the same noise, so items 0 and 2 agree
     assert torch.allclose(ours[0], ours[2])
@@ -186,8 +192,8 @@ def test_noise_strength_knob(comfy, sd15_model, cond):
     """eta = 0 makes euler_ancestral plain Euler; eta = 1 its default; bad
     values name the input."""
     pos, neg = cond
-    run = lambda name, eta: comfy.lab.LabKSampler().sample(
-        sd15_model, 5, 8, 1.0, name, "karras", pos, neg, _latent(), 1.0, eta, 1.0)[0]["samples"]
+    run = lambda name, eta: _out(comfy.lab.LabKSampler().sample(
+        sd15_model, 5, 8, 1.0, name, "karras", pos, neg, _latent(), 1.0, eta, 1.0))[0]["samples"]
     with torch.inference_mode():
         assert torch.allclose(run("euler_ancestral", 0.0), run("euler", -1.0))
         assert torch.allclose(run("euler_ancestral", -1.0), run("euler_ancestral", 1.0))
@@ -197,16 +203,61 @@ def test_noise_strength_knob(comfy, sd15_model, cond):
 
 
 def test_custom_sigmas_and_scheduler_nodes(comfy, sd15_model):
-    sig = comfy.lab.LabCustomSigmas().get_sigmas("14.6, 5, 1.2")[0]
+    sig = _out(comfy.lab.LabCustomSigmas().get_sigmas("14.6, 5, 1.2"))[0]
     assert sig.tolist() == pytest.approx([14.6, 5.0, 1.2, 0.0])
     assert "item 2" in comfy.lab.LabCustomSigmas.VALIDATE_INPUTS("14.6, x, 1")
-    s = comfy.lab.LabScheduler().get_sigmas(sd15_model, "karras", 10, 1.0, karras_rho=3.0,
-                                             beta_alpha=0.3)[0]
+    s = _out(comfy.lab.LabScheduler().get_sigmas(sd15_model, "karras", 10, 1.0,
+                                                 karras_rho=3.0, beta_alpha=0.3))[0]
     from sampler_lab import schedules
     ms = sd15_model.model.model_sampling
     want = schedules.get_sigmas("karras", 10, rho=3.0, sigma_min=float(ms.sigma_min),
                                 sigma_max=float(ms.sigma_max))
     assert torch.equal(s, want)
+
+
+@pytest.mark.parametrize("node,kwargs", [
+    ("LabKSampler", dict(seed=3, steps=6, cfg=1.0, sampler_name="euler", scheduler="karras",
+                         denoise=0.6)),
+    ("LabKSampler", dict(seed=3, steps=5, cfg=1.0, sampler_name="dpm_2", scheduler="normal",
+                         denoise=1.0)),
+    ("LabKSamplerAdvanced", dict(add_noise="enable", noise_seed=3, steps=8, cfg=1.0,
+                                 sampler_name="euler", scheduler="karras", start_at_step=2,
+                                 end_at_step=6, return_with_leftover_noise="disable")),
+    ("LabKSamplerAdvanced", dict(add_noise="disable", noise_seed=3, steps=8, cfg=1.0,
+                                 sampler_name="euler", scheduler="karras", start_at_step=3,
+                                 end_at_step=5, return_with_leftover_noise="enable")),
+])
+def test_ui_sigmas_are_the_sigmas_sampled_with(comfy, sd15_model, cond, monkeypatch, node,
+                                               kwargs):
+    """The web widget shows the "ui" sigmas after a run: they must be exactly
+    the ones handed to the sampler (after denoise, start/end steps and the
+    dropped penultimate sigma)."""
+    from sampler_lab.nodes import host
+    seen = []
+    real = host.sample
+
+    def spy(model, seed, cfg, sampler, sigmas, *args, **kw):
+        seen.append([float(v) for v in sigmas])
+        return real(model, seed, cfg, sampler, sigmas, *args, **kw)
+    monkeypatch.setattr(host, "sample", spy)
+    pos, neg = cond
+    with torch.inference_mode():
+        result = getattr(comfy.lab, node)().sample(sd15_model, positive=pos, negative=neg,
+                                                   latent_image=_latent(), **kwargs)
+    assert set(result) == {"ui", "result"} and len(result["result"]) == 1
+    assert len(seen) == 1 and result["ui"]["sampler_lab_sigmas"] == seen[0]
+    assert all(isinstance(v, float) for v in seen[0])
+
+
+def test_ui_sigmas_of_the_sigmas_nodes(comfy, sd15_model):
+    for result in (comfy.lab.LabCustomSigmas().get_sigmas("14.6, 5, 1.2"),
+                   comfy.lab.LabScheduler().get_sigmas(sd15_model, "beta", 7, 0.5)):
+        assert result["ui"]["sampler_lab_sigmas"] == result["result"][0].tolist()
+    # a start step past the end runs nothing: no sigmas were used
+    result = comfy.lab.LabKSamplerAdvanced().sample(
+        sd15_model, "enable", 1, 4, 1.0, "euler", "karras", None, None, _latent(), 9, 10,
+        "disable")
+    assert result["ui"]["sampler_lab_sigmas"] == []
 
 
 def test_node_declarations(comfy):
@@ -241,7 +292,7 @@ def test_flow_model_derivative_samplers_equal_core(comfy, sd3_model, sampler):
                 denoise=1.0)
     with torch.inference_mode():
         core = comfy.nodes.KSampler().sample(sd3_model, **args)[0]["samples"]
-        ours = comfy.lab.LabKSampler().sample(sd3_model, **args)[0]["samples"]
+        ours = _out(comfy.lab.LabKSampler().sample(sd3_model, **args))[0]["samples"]
     assert _rel(ours, core) < 1e-4
 
 
@@ -258,8 +309,9 @@ def test_flow_model_stochastic_samplers_keep_the_data_spread(comfy, sd3_model, s
     stds = []
     with torch.inference_mode():
         for steps in (30, 60):
-            out = comfy.lab.LabKSampler().sample(sd3_model, 9, steps, 1.0, sampler, "simple", pos,
-                                                 neg, latent, 1.0, 1.0, 1.0)[0]["samples"]
+            out = _out(comfy.lab.LabKSampler().sample(
+                sd3_model, 9, steps, 1.0, sampler, "simple", pos, neg, latent, 1.0, 1.0,
+                1.0))[0]["samples"]
             x0 = sd3_model.model.process_latent_in(out)  # back to the model's space
             assert abs(float(x0.mean()) - 0.1) < 0.02, f"{sampler}: mean {float(x0.mean()):.4f}"
             stds.append(float(x0.std()))
@@ -277,8 +329,8 @@ def test_opt_in_core_dropdowns(comfy, sd15_model, cond):
              comfy.samplers.KSampler.SAMPLERS, comfy.samplers.SCHEDULER_NAMES,
              comfy.samplers.KSampler.SCHEDULERS]
     before = [list(lst) for lst in lists]
-    run = lambda node, name, sched: node.sample(sd15_model, 5, 6, 1.0, name, sched, pos, neg,
-                                                _latent(), 1.0)[0]["samples"]
+    run = lambda node, name, sched: _out(node.sample(sd15_model, 5, 6, 1.0, name, sched, pos,
+                                                     neg, _latent(), 1.0))[0]["samples"]
     try:
         with torch.inference_mode():
             core_euler = run(comfy.nodes.KSampler(), "euler", "karras")

@@ -14,7 +14,7 @@ BAD = ["steps=20", "scheduler=nope&steps=20", "scheduler=karras",
        "scheduler=karras&steps=10&alpha=0.5"]
 
 
-def _fetch(queries):
+def _fetch(queries, route="sigmas"):
     import server
     from aiohttp.test_utils import TestClient, TestServer
 
@@ -27,7 +27,7 @@ def _fetch(queries):
         out = []
         async with TestClient(TestServer(ps.app)) as client:
             for q in queries:
-                r = await client.get(f"/sampler_lab/sigmas?{q}")
+                r = await client.get(f"/sampler_lab/{route}?{q}")
                 out.append((r.status, await r.json()))
         return out
     return asyncio.run(go())
@@ -45,3 +45,16 @@ def test_route_values_and_errors(comfy):
     for q, (status, body) in zip(BAD, results[2:]):
         assert status == 400 and body.get("error"), (q, status, body)
         assert "Traceback" not in body["error"]
+    # the widget's soft mode: the same messages with 200, and no sigmas
+    soft = _fetch([q + "&soft=1" for q in BAD] + ["scheduler=karras&steps=3&soft=1"])
+    for (status, body), (_, hard) in zip(soft, results[2:]):
+        assert status == 200 and body == hard
+    assert soft[-1][1]["sigmas"] == schedules.get_sigmas("karras", 3).tolist()
+
+
+def test_info_route(comfy):
+    if comfy.host_dir.name != "_comfyui":
+        pytest.skip("the route test drives the PyPI host's server")
+    from sampler_lab.schedules.preview import preview_info
+    [(status, body)] = _fetch([""], route="info")
+    assert status == 200 and body == preview_info()

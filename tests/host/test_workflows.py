@@ -117,10 +117,10 @@ def test_example_workflow_loads_validates_and_runs(comfy, host_nodes, sd15_model
             kwargs = {k: v for k, v in node["inputs"].items() if not isinstance(v, list)}
             if node["class_type"] == "SamplerLabKSampler":
                 out = cls().sample(sd15_model, positive=pos, negative=neg, latent_image=latent,
-                                   **kwargs)[0]["samples"]
+                                   **kwargs)["result"][0]["samples"]
                 assert torch.isfinite(out).all() and out.shape == latent["samples"].shape
             elif node["class_type"] == "SamplerLabScheduler":
-                sig = cls().get_sigmas(sd15_model, **kwargs)[0]
+                sig = cls().get_sigmas(sd15_model, **kwargs)["result"][0]
                 assert sig.ndim == 1 and float(sig[-1]) == 0.0
             elif node["class_type"] == "SamplerLabSampler":
                 sampler = cls().get_sampler(**kwargs)[0]
