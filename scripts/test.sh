@@ -8,6 +8,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 bash scripts/setup_env.sh
 bash scripts/setup_env.sh --host
+bash scripts/setup_browser.sh  # chromium + playwright-core for tests/host/test_browser.py
 status=0
 "${SAMPLER_LAB_VENV:-$root/.venv}/bin/python" -m pytest -q -n 2 --ignore=tests/host "$@" \
   || status=$?
