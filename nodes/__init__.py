@@ -8,6 +8,7 @@ lab_<name>. Off by default; core names are never changed.
 import os
 from .custom_sampling import LabCustomSigmas, LabSampler, LabScheduler
 from .ksampler import LabKSampler, LabKSamplerAdvanced
+from .optimize import LabOptimizeSchedule
 
 NODE_CLASS_MAPPINGS = {
     "SamplerLabKSampler": LabKSampler,
@@ -15,6 +16,7 @@ NODE_CLASS_MAPPINGS = {
     "SamplerLabSampler": LabSampler,
     "SamplerLabScheduler": LabScheduler,
     "SamplerLabCustomSigmas": LabCustomSigmas,
+    "SamplerLabOptimizeSchedule": LabOptimizeSchedule,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -23,6 +25,7 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "SamplerLabSampler": "Sampler Lab Sampler",
     "SamplerLabScheduler": "Sampler Lab Scheduler",
     "SamplerLabCustomSigmas": "Sampler Lab Custom Sigmas",
+    "SamplerLabOptimizeSchedule": "Sampler Lab Optimize Schedule",
 }
 
 

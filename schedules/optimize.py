@@ -330,8 +330,11 @@ def optimize(model, x_shape: Sequence[int], sampler_name: str, steps: int, *,
         if fits and name not in candidates:
             candidates[name] = [sigma_max] + sig[1:-1]
     start_errors = {}
-    for name, sig in candidates.items():
-        start_errors[name] = error(sig)
+    try:
+        for name, sig in candidates.items():
+            start_errors[name] = error(sig)
+    except _Budget:
+        pass  # the floor pays for the first three; extra starts as the budget allows
     start = min(start_errors, key=start_errors.get)
     best_sig, best_err = list(candidates[start]), start_errors[start]
     history = [(counted.calls, best_err)]

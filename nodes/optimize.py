@@ -1,0 +1,232 @@
+"""Sampler Lab Optimize Schedule: a schedule searched for the user's model,
+conditioning and sampler (schedules.optimize), cached on disk.
+
+The search runs inside the host's sampling pipeline, so the model sees the
+conditioning, CFG and device placement exactly as a KSampler would give it;
+the host's progress bar shows the calls spent and its interrupt stops it.
+"""
+import hashlib
+import json
+import os
+
+import torch
+
+from ..samplers import SAMPLER_NAMES
+from ..schedules import optimize
+from ..schedules.optimize import UNTUNABLE, search_cost_floor
+from . import host
+from .ksampler import CATEGORY, MAX_SEED
+from .widgets import KSAMPLER_SCHEDULES
+
+TUNABLE = [n for n in SAMPLER_NAMES if n not in UNTUNABLE]
+CACHE_VERSION = 1  # bump when the search changes what it returns
+
+
+def _tensor_digest(h, t, samples=64):
+    """Shape, dtype and evenly spaced values of a tensor: cheap, and enough
+    to tell checkpoints apart without reading gigabytes of weights."""
+    h.update(f"{tuple(t.shape)}{t.dtype}".encode())
+    flat = t.detach().reshape(-1)
+    if flat.numel():
+        stride = max(1, flat.numel() // samples)
+        h.update(flat[::stride][:samples].to("cpu", torch.float64).numpy().tobytes())
+
+
+def model_fingerprint(model):
+    """Identity of a ModelPatcher: its class, sampling, a sample of its
+    weights and the strengths of its patches (LoRAs)."""
+    h = hashlib.sha256()
+    inner = getattr(model, "model", model)
+    ms = host.model_sampling(model)
+    h.update(f"{type(inner).__name__}|{type(ms).__name__}|{float(ms.sigma_min):.8g}|"
+             f"{float(ms.sigma_max):.8g}".encode())
+    state = inner.state_dict() if hasattr(inner, "state_dict") else {}
+    names = sorted(state)
+    step = max(1, len(names) // 64)
+    for name in names[::step]:
+        h.update(name.encode())
+        _tensor_digest(h, state[name])
+    for key in sorted(getattr(model, "patches", {}) or {}):
+        h.update(str(key).encode())
+        for patch in model.patches[key]:
+            strength = patch[0] if isinstance(patch, (tuple, list)) and patch else None
+            h.update(repr(strength).encode())
+    return h.hexdigest()
+
+
+def conditioning_fingerprint(conditioning):
+    h = hashlib.sha256()
+    for item in conditioning or []:
+        tensor, extras = (item[0], item[1]) if len(item) > 1 else (item[0], {})
+        if torch.is_tensor(tensor):
+            _tensor_digest(h, tensor, samples=256)
+        for key in sorted(extras):
+            h.update(str(key).encode())
+            value = extras[key]
+            if torch.is_tensor(value):
+                _tensor_digest(h, value, samples=256)
+            elif isinstance(value, (int, float, str, bool)) or value is None:
+                h.update(repr(value).encode())
+    return h.hexdigest()
+
+
+def cache_dir():
+    """<ComfyUI user folder>/sampler_lab/schedules (the temp folder is wiped
+    at every server start)."""
+    import folder_paths
+    getter = getattr(folder_paths, "get_user_directory", None)
+    base = getter() if getter is not None else getattr(folder_paths, "user_directory", None)
+    if base is None:
+        base = folder_paths.get_temp_directory()
+    return os.path.join(base, "sampler_lab", "schedules")
+
+
+def _read_cache(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            entry = json.load(f)
+        sigmas = torch.tensor(entry["sigmas"], dtype=torch.float32)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # absent or damaged: search again
+    if sigmas.ndim != 1 or len(sigmas) < 2 or not bool(torch.isfinite(sigmas).all()):
+        return None
+    return sigmas, entry
+
+
+def _write_cache(path, entry):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(entry, f, indent=1)
+    os.replace(tmp, path)  # readers never see half a file
+
+
+class _SearchSampler(host.comfy.samplers.KSAMPLER):
+    """Runs the search where the host would run a sampler: the model it is
+    handed is the CFG-wrapped denoiser, the x it is handed the seed's noised
+    latent at sigma_max."""
+
+    def __init__(self, sampler_name, steps, budget_calls, seed, sigma_min, sigma_max, starts):
+        self.settings = dict(sampler_name=sampler_name, steps=steps, budget_calls=budget_calls,
+                             seed=seed, sigma_min=sigma_min, sigma_max=sigma_max,
+                             starts=starts, model_sigma_range=(sigma_min, sigma_max))
+        self.result = None
+        super().__init__(self._search, extra_options={}, inpaint_options={})
+
+    def sample(self, model_wrap, sigmas, extra_args, callback, noise, *args, **kwargs):
+        self.process = host.process_of(model_wrap.inner_model.model_sampling)
+        return super().sample(model_wrap, sigmas, extra_args, callback, noise, *args, **kwargs)
+
+    def _search(self, model, x, sigmas, extra_args=None, callback=None, disable=None):
+        s = self.settings
+        pbar = host.comfy.utils.ProgressBar(s["budget_calls"])
+        self.result = optimize(
+            model, tuple(x.shape), s["sampler_name"], s["steps"], process=self.process,
+            sigma_min=s["sigma_min"], sigma_max=s["sigma_max"],
+            budget_calls=s["budget_calls"], seed=s["seed"], x=x, extra_args=extra_args,
+            starts=s["starts"], model_sigma_range=s["model_sigma_range"],
+            # A discrete (VE) model is fed timestep 0 below its sigma_min, so its
+            # reference stops there; flow models are continuous in sigma.
+            reference_floor=s["sigma_min"] if self.process == "ve" else None,
+            dtype=x.dtype, device=x.device,
+            progress=lambda done, total: pbar.update_absolute(done, total))
+        return x
+
+
+class LabOptimizeSchedule:
+    DESCRIPTION = ("Searches a schedule of `steps` sigmas for this model, conditioning and "
+                   "sampler that minimises the sampler's error against a fine reference "
+                   "solve from the seed's noise. The search spends up to budget_calls model "
+                   "calls once; the result is cached on disk in ComfyUI's user folder.")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("SIGMAS",)
+    OUTPUT_TOOLTIPS = ("The optimized schedule (steps + 1 sigmas ending in 0): connect it to "
+                       "SamplerCustom with the same sampler.",)
+    FUNCTION = "optimize"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "model": ("MODEL", {"tooltip": "The model to tune the schedule for."}),
+            "positive": ("CONDITIONING", {"tooltip": "A typical prompt for this model."}),
+            "negative": ("CONDITIONING", {"tooltip": "The negative prompt."}),
+            "latent_image": ("LATENT", {"tooltip": "Sets the shape; its batch is the "
+                                        "calibration batch (2-4 images tune more robustly "
+                                        "than 1, at the same number of calls)."}),
+            "sampler_name": (TUNABLE, {"default": "dpmpp_2m", "tooltip":
+                                       "The sampler the schedule will be used with "
+                                       "(stochastic ones are tuned by their eta = 0 form)."}),
+            "steps": ("INT", {"default": 8, "min": 1, "max": 100,
+                              "tooltip": "Steps of the schedule to find."}),
+            "cfg": ("FLOAT", {"default": 8.0, "min": 0.0, "max": 100.0, "step": 0.1,
+                              "round": 0.01, "tooltip": "The CFG you will sample with."}),
+            # Not named "seed": the frontend gives seed widgets a randomize-after-run
+            # control, which would defeat both the cache and reproducibility.
+            "calibration_seed": ("INT", {"default": 0, "min": 0, "max": MAX_SEED,
+                                         "tooltip": "Seed of the calibration noise; the same "
+                                                    "seed gives the same schedule."}),
+            "budget_calls": ("INT", {"default": 300, "min": 10, "max": 100000, "tooltip":
+                                     "Most model calls the search may spend (each on the "
+                                     "whole calibration batch); at least about 60 + 3 "
+                                     "runs of the sampler."}),
+        }}
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, sampler_name=None, steps=None, budget_calls=None):
+        if sampler_name is None or steps is None or budget_calls is None:
+            return True  # linked inputs: checked when the node runs
+        if sampler_name not in TUNABLE:
+            return f"sampler_name {sampler_name!r} cannot be tuned; pick one of {TUNABLE}"
+        floor = search_cost_floor(sampler_name, steps)
+        if budget_calls < floor:
+            return (f"budget_calls = {budget_calls} is too small for {steps} steps of "
+                    f"{sampler_name}: give at least {floor}")
+        return True
+
+    def optimize(self, model, positive, negative, latent_image, sampler_name, steps, cfg,
+                 calibration_seed, budget_calls):
+        seed = calibration_seed
+        ms = host.model_sampling(model)
+        sigma_min, sigma_max = float(ms.sigma_min), float(ms.sigma_max)
+        samples = host.fix_latent(model, latent_image["samples"])
+        key = {"version": CACHE_VERSION, "model": model_fingerprint(model),
+               "positive": conditioning_fingerprint(positive),
+               "negative": conditioning_fingerprint(negative), "cfg": float(cfg),
+               "sampler": sampler_name, "steps": int(steps), "seed": int(seed),
+               "budget_calls": int(budget_calls), "shape": list(samples.shape),
+               "sigma_range": [sigma_min, sigma_max]}
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
+        path = os.path.join(cache_dir(), f"{digest}.json")
+        cached = _read_cache(path)
+        if cached is not None:
+            sigmas, entry = cached
+            return {"ui": {"sampler_lab_sigmas": sigmas.tolist(),
+                           "sampler_lab_summary": [f"cached: {entry.get('summary', '')}"]},
+                    "result": (sigmas,)}
+        # Every fixed schedule of this model is scored as a start, so the result is
+        # never worse on the calibration batch than the best of them.
+        starts = {}
+        for name in KSAMPLER_SCHEDULES:
+            try:
+                starts[name] = host.model_schedule(ms, name, steps).double().tolist()
+            except ValueError:
+                continue
+        searcher = _SearchSampler(sampler_name, steps, budget_calls, seed, sigma_min,
+                                  sigma_max, starts)
+        # The reference range: sigma_max -> sigma_min -> 0, as the host hands any sampler.
+        span = torch.tensor([sigma_max, sigma_min, 0.0], dtype=torch.float32)
+        host.sample(model, seed, cfg, searcher, span, positive, negative,
+                    {"samples": samples}, add_noise=True)
+        result = searcher.result
+        sigmas = result.sigmas
+        entry = {"key": key, "sigmas": sigmas.tolist(), "summary": result.summary(),
+                 "calls": result.calls, "error_before": result.error_before,
+                 "error_after": result.error_after, "start": result.start,
+                 "start_errors": result.start_errors}
+        try:
+            _write_cache(path, entry)
+        except OSError as exc:  # a read-only user folder costs a re-run, not the result
+            print(f"[Sampler Lab] could not cache the optimized schedule at {path}: {exc}")
+        return {"ui": {"sampler_lab_sigmas": sigmas.tolist(),
+                       "sampler_lab_summary": [result.summary()]},
+                "result": (sigmas,)}
