@@ -16,11 +16,17 @@ Error: RMSE of the final sample against the reference (closed form, or a
 Systems:
   ours         every deterministic sampler (eta = 0) x schedule
   k-diffusion  the PyPI host's `comfy.k_diffusion.sampling`, same sigmas (VE)
-  host         the host's own sampler x its own schedulers (VE; the March-2024
-               host has no flow models)
+  optimized    schedules.optimize per sampler and budget (5-12 calls), searched
+               on 64 other draws of the same distribution; its search calls are
+               a one-time cost, listed in their own table
+  host         the host's own sampler x its own schedulers (VE). Flow, which the
+               March-2024 host lacks: the k-diffusion functions the newest host
+               runs unchanged on flow sigmas, on its flow schedulers
   diffusers    DDIM, PNDM, UniPC, DPM-Solver++ schedulers on the same model
                in its discrete SD 1.x form (VE)
-For each system and budget the table keeps its best combination.
+For each system and budget the table keeps its best combination. The
+"calls for the same error" tables give, for each error the host's best
+combination reaches, the calls it needs over the calls we need.
 """
 import argparse
 import math
@@ -50,9 +56,7 @@ def problems(quick):
     for process in ("ve", "flow"):
         s_max = VE_RANGE[1] if process == "ve" else 1.0
         g = GaussianData(0.1, 0.5, process)
-        x = torch.randn(16, 4, 8, 8, generator=gen, dtype=torch.float64)
-        x = x * s_max if process == "ve" else x
-        x = x + (0.1 if process == "ve" else 0.0)
+        x = _gaussian_start(process, 16, gen)
         out[f"gaussian-{process}"] = (process, g.denoiser, x, g.ode_solution(x, s_max, 0.0))
         if quick and process == "flow":
             continue
@@ -61,6 +65,25 @@ def problems(quick):
         out[f"digits-{process}"] = (process, d.denoiser, xd,
                                     d.reference_solution(xd, s_max, 0.0, steps=2048))
     return out
+
+
+def _gaussian_start(process, n, gen):
+    s_max = VE_RANGE[1] if process == "ve" else 1.0
+    x = torch.randn(n, 4, 8, 8, generator=gen, dtype=torch.float64)
+    x = x * s_max if process == "ve" else x
+    return x + (0.1 if process == "ve" else 0.0)
+
+
+def calibration_start(pname, problem, n=64):
+    """Starts for the schedule search: the test batch's distribution, other
+    draws (seed 1000), so the optimized rows are scored on unseen noise."""
+    process = problem[0]
+    gen = torch.Generator().manual_seed(1000)
+    if pname.startswith("gaussian"):
+        return _gaussian_start(process, n, gen)
+    s_max = VE_RANGE[1] if process == "ve" else 1.0
+    d = EmpiricalData(digits(dtype=torch.float64), process, bandwidth=0.25)
+    return d.noisy(n, s_max, gen, torch.float64)
 
 
 def our_sigmas(schedule, process, steps):
@@ -127,6 +150,42 @@ def bench_ours(problem, budgets, rows):
                              rmse(out, ref)))
 
 
+OPT_SAMPLERS = ("euler", "heun", "dpmpp_2m", "ipndm", "uni_pc_bh2", "deis")
+OPT_BUDGETS = (5, 6, 8, 10, 12)
+OPT_SEARCH_CALLS = 800
+
+
+def sigma_min_of(process):
+    return VE_RANGE[0] if process == "ve" else float(flow_table()[0])
+
+
+def bench_optimized(problem, calib, budgets, rows, searches, samplers_=OPT_SAMPLERS):
+    """schedules.optimize per sampler and budget, searched on the calibration
+    batch (every fixed schedule of the bench as a start), scored on the test
+    batch. `searches` gets (sampler, budget, search calls, estimated error)."""
+    process, model, x, ref = problem
+    s_max, s_min = (VE_RANGE[1] if process == "ve" else 1.0), sigma_min_of(process)
+    for name in samplers_:
+        spec = samplers.get_sampler(name)
+        for budget in budgets:
+            steps = budget // spec.calls_per_step
+            if steps < 1:
+                continue
+            starts = {}
+            for sched in SCHEDULES:
+                sig = our_sigmas(sched, process, steps)
+                if sig is not None:
+                    starts[sched] = sig.tolist()
+            result = schedules.optimize(model, None, name, steps, process=process,
+                                        sigma_min=s_min, sigma_max=s_max,
+                                        budget_calls=OPT_SEARCH_CALLS, x=calib,
+                                        dtype=torch.float64, starts=starts)
+            counter = Counter(model)
+            out = spec.fn(counter, x, result.sigmas.double(), process=process, eta=0.0)
+            rows.append(("optimized", name, "optimized", budget, counter.calls, rmse(out, ref)))
+            searches.append((name, budget, result.calls, result.error_after))
+
+
 def _host_sampler(kds, name, model, x, sig, n):
     """The host's k-diffusion `name` on sigmas `sig` -> (calls, result)."""
     counter = Counter(model)
@@ -140,10 +199,11 @@ def _host_sampler(kds, name, model, x, sig, n):
     return counter.calls, out
 
 
-def _bench_host_samplers(kds, problem, budgets, rows, system, schedule_names, sigmas_for):
+def _bench_host_samplers(kds, problem, budgets, rows, system, schedule_names, sigmas_for,
+                         names=HOST_SAMPLERS):
     process, model, x, ref = problem
     for sched in schedule_names:
-        for name in HOST_SAMPLERS:
+        for name in names:
             per_step = samplers.get_sampler(name).calls_per_step
             for budget in budgets:
                 def go(n, name=name, sched=sched):
@@ -164,9 +224,25 @@ def bench_kdiffusion(kds, problem, budgets, rows):
                          lambda sched, n: our_sigmas(sched, "ve", n))
 
 
+# Flow: the newest host runs these k-diffusion functions on a flow model's
+# sigmas unchanged (its SDE samplers and dpm_fast differ and are left out), on
+# the schedulers it offers for a shift-3 flow table.
+FLOW_HOST_SAMPLERS = ("euler", "heun", "lms", "dpm_2", "dpmpp_2m")
+FLOW_HOST_SCHEDULERS = ("normal", "karras", "exponential", "sgm_uniform", "simple", "beta")
+
+
 def bench_host(kds, problem, budgets, rows):
-    """The host's samplers with the host's own schedulers (VE)."""
+    """The host's samplers with the host's own schedulers. VE: the PyPI host's
+    own functions and schedulers. Flow (the PyPI host has no flow models):
+    its k-diffusion functions that the newest host applies to flow sigmas
+    unchanged, on our copies of the host's schedulers over a flow table."""
     if problem[0] != "ve":
+        _bench_host_samplers(
+            kds, problem, budgets, rows, "host", FLOW_HOST_SCHEDULERS,
+            lambda sched, n: schedules.get_sigmas(
+                sched, n, model_sigmas=flow_table(), sigma_min=sigma_min_of("flow"),
+                sigma_max=1.0).double(),
+            names=FLOW_HOST_SAMPLERS)
         return
     import comfy.model_sampling
     import comfy.samplers
@@ -264,6 +340,31 @@ def calls_to_reach(rows, system, target):
     return min(ok) if ok else None
 
 
+def ratio_table(pname, rows, host_budgets=(8, 10, 12, 15, 16, 20, 30)):
+    """For each error the host's best combination reaches: the calls it needs
+    / the calls Sampler Lab needs (fixed or optimized schedules; the search
+    is a one-time cost, reported apart)."""
+    lines = [f"## Calls for the same error: {pname}", "",
+             "| host's calls | its best RMSE | our calls (any) | ratio | "
+             "our calls (fixed schedules only) | ratio |", "|---|---|---|---|---|---|"]
+    seen = set()
+    for budget in host_budgets:
+        target = min((e for s, _, _, _, c, e in rows if s == "host" and c <= budget),
+                     default=None)
+        host_calls = None if target is None else calls_to_reach(rows, "host", target)
+        if host_calls is None or host_calls in seen:
+            continue
+        seen.add(host_calls)
+        cells = []
+        for systems in (("ours", "optimized"), ("ours",)):
+            need = min((c for s, _, _, _, c, e in rows if s in systems and e <= target),
+                       default=None)
+            cells += [str(need) if need else "-",
+                      f"{host_calls / need:.2f}" if need else "-"]
+        lines.append(f"| {host_calls} | {target:.2e} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 README_START = "<!-- accuracy:start (written by python -m sampler_lab.bench.accuracy --readme) -->"
 README_END = "<!-- accuracy:end -->"
 HEADLINE_BUDGETS = (8, 10, 15, 20)
@@ -273,7 +374,8 @@ def headline(all_rows, problem="digits-ve"):
     """Markdown: best RMSE per system at the headline budgets on one problem."""
     rows = all_rows.get(problem, [])
     best = best_per_system(rows)
-    systems = [("ours", "Sampler Lab"), ("host", "ComfyUI core"),
+    systems = [("optimized", "Sampler Lab, optimized schedule"), ("ours", "Sampler Lab"),
+               ("host", "ComfyUI core"),
                ("k-diffusion", "k-diffusion"), ("diffusers", "diffusers")]
     lines = [f"Best RMSE per model-call budget on the {problem} problem "
              "(sampler / schedule of the best combination):", "",
@@ -314,16 +416,28 @@ def main(argv=None):
              "Best RMSE per system and budget (sampler / schedule in brackets). "
              "Reference: closed form (Gaussian) or converged RK4 (digits).", ""]
     all_rows = {}
+    ratio_lines = []
+    search_lines = ["## Schedule search cost", "",
+                    f"Each optimized row: `schedules.optimize` with a budget of "
+                    f"{OPT_SEARCH_CALLS} calls on a calibration batch of 64 other draws; "
+                    "the calls below are spent once per model, sampler and step count.", "",
+                    "| problem | sampler | calls | search calls | estimated RMSE |",
+                    "|---|---|---|---|---|"]
     for pname, problem in problems(a.quick).items():
         rows = []
         bench_ours(problem, budgets, rows)
+        searches = []
+        opt_budgets = tuple(b for b in OPT_BUDGETS if b in budgets) if not a.quick else (8,)
+        bench_optimized(problem, calibration_start(pname, problem), opt_budgets, rows,
+                        searches, OPT_SAMPLERS if not a.quick else ("dpmpp_2m",))
+        search_lines += [f"| {pname} | {n} | {b} | {c} | {e:.2e} |" for n, b, c, e in searches]
         if kds is not None:
             bench_kdiffusion(kds, problem, budgets, rows)
             bench_host(kds, problem, budgets, rows)
         bench_diffusers(problem, budgets, rows)
         all_rows[pname] = rows
         best = best_per_system(rows)
-        systems = [s for s in ("ours", "k-diffusion", "host", "diffusers")
+        systems = [s for s in ("optimized", "ours", "k-diffusion", "host", "diffusers")
                    if any(k[0] == s for k in best)]
         lines += [f"## {pname}", "", "| calls | " + " | ".join(systems) + " |",
                   "|---" * (len(systems) + 1) + "|"]
@@ -347,6 +461,9 @@ def main(argv=None):
                               f"calls: {ours8:.2e}; ours reaches the host's 16-call error "
                               f"with {need} calls (goal: 8)."]
         lines.append("")
+        if pname.startswith("digits"):
+            ratio_lines += ratio_table(pname, rows)
+    lines += ratio_lines + search_lines + [""]
     lines.append(f"Total time {time.time() - t0:.0f} s.")
     text = "\n".join(lines)
     print(text)
@@ -369,7 +486,7 @@ def plot(all_rows, path):
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, len(all_rows), figsize=(5 * len(all_rows), 4), squeeze=False)
     for ax, (pname, rows) in zip(axes[0], all_rows.items()):
-        for system in ("ours", "k-diffusion", "host", "diffusers"):
+        for system in ("optimized", "ours", "k-diffusion", "host", "diffusers"):
             pts = {}
             for s, _, _, budget, calls, err in rows:
                 if s == system and err > 0:

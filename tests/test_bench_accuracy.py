@@ -49,6 +49,20 @@ def test_diffusers_and_host_rows(kdiff):
 
 def test_headline_lists_every_system():
     rows = {"digits-ve": [("ours", "euler", "karras", b, b, 0.1) for b in (8, 10, 15, 20)]
-            + [("host", "euler", "karras", 8, 8, 0.2)]}
+            + [("host", "euler", "karras", 8, 8, 0.2),
+               ("optimized", "dpmpp_2m", "optimized", 8, 8, 0.05)]}
     text = accuracy.headline(rows)
-    assert "| 8 | 1.00e-01 (euler / karras) | 2.00e-01 (euler / karras) | - | - |" in text
+    assert ("| 8 | 5.00e-02 (dpmpp_2m / optimized) | 1.00e-01 (euler / karras) | "
+            "2.00e-01 (euler / karras) | - | - |") in text
+
+
+def test_ratio_table_counts_calls_for_the_hosts_errors():
+    rows = [("host", "euler", "karras", b, b, 1.0 / b) for b in (8, 10, 12, 16)]
+    rows += [("ours", "heun", "karras", 6, 6, 0.1), ("optimized", "ipndm", "optimized", 8, 8,
+                                                      0.07)]
+    text = "\n".join(accuracy.ratio_table("digits-ve", rows, host_budgets=(8, 10, 12, 16)))
+    # host needs 12 calls for 1/12; ours reaches 0.07 <= 1/12 with 8 (optimized):
+    # ratio 1.50; with fixed schedules only, 0.1 > 1/12 is never reached.
+    assert "| 12 | 8.33e-02 | 8 | 1.50 | - | - |" in text
+    assert "| 8 | 1.25e-01 | 6 | 1.33 | 6 | 1.33 |" in text
+    assert "| 16 | 6.25e-02 | - | - | - | - |" in text
