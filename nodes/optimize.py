@@ -13,10 +13,9 @@ import torch
 
 from ..samplers import SAMPLER_NAMES
 from ..schedules import optimize
-from ..schedules.optimize import UNTUNABLE, search_cost_floor
+from ..schedules.optimize import UNTUNABLE, fixed_starts, search_cost_floor
 from . import host
-from .ksampler import CATEGORY, MAX_SEED
-from .widgets import KSAMPLER_SCHEDULES
+from .ksampler import CATEGORY, MAX_SEED, with_sigmas
 
 TUNABLE = [n for n in SAMPLER_NAMES if n not in UNTUNABLE]
 CACHE_VERSION = 1  # bump when the search changes what it returns
@@ -99,6 +98,12 @@ def _write_cache(path, entry):
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(entry, f, indent=1)
     os.replace(tmp, path)  # readers never see half a file
+
+
+def _output(sigmas, summary):
+    out = with_sigmas((sigmas,), sigmas)
+    out["ui"]["sampler_lab_summary"] = [summary]
+    return out
 
 
 class _SearchSampler(host.comfy.samplers.KSAMPLER):
@@ -200,17 +205,11 @@ class LabOptimizeSchedule:
         cached = _read_cache(path)
         if cached is not None:
             sigmas, entry = cached
-            return {"ui": {"sampler_lab_sigmas": sigmas.tolist(),
-                           "sampler_lab_summary": [f"cached: {entry.get('summary', '')}"]},
-                    "result": (sigmas,)}
+            return _output(sigmas, f"cached: {entry.get('summary', '')}")
         # Every fixed schedule of this model is scored as a start, so the result is
         # never worse on the calibration batch than the best of them.
-        starts = {}
-        for name in KSAMPLER_SCHEDULES:
-            try:
-                starts[name] = host.model_schedule(ms, name, steps).double().tolist()
-            except ValueError:
-                continue
+        starts = fixed_starts(steps, sigma_min, sigma_max,
+                              model_sigmas=ms.sigmas.detach().float().cpu())
         searcher = _SearchSampler(sampler_name, steps, budget_calls, seed, sigma_min,
                                   sigma_max, starts)
         # The reference range: sigma_max -> sigma_min -> 0, as the host hands any sampler.
@@ -227,6 +226,4 @@ class LabOptimizeSchedule:
             _write_cache(path, entry)
         except OSError as exc:  # a read-only user folder costs a re-run, not the result
             print(f"[Sampler Lab] could not cache the optimized schedule at {path}: {exc}")
-        return {"ui": {"sampler_lab_sigmas": sigmas.tolist(),
-                       "sampler_lab_summary": [result.summary()]},
-                "result": (sigmas,)}
+        return _output(sigmas, result.summary())

@@ -34,6 +34,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 
 from ..samplers import get_process, get_sampler
+from .registry import SCHEDULE_NAMES, get_sigmas
 
 __all__ = ["optimize", "OptimizeResult", "search_cost_floor", "fixed_starts", "UNTUNABLE"]
 
@@ -115,7 +116,6 @@ def search_cost_floor(sampler_name, steps, reference_steps=None):
 def fixed_starts(steps, sigma_min, sigma_max, model_sigmas=None):
     """Every fixed schedule that can give `steps` steps over the range, as
     start candidates for `optimize` (name -> float64 sigmas ending in 0)."""
-    from .registry import SCHEDULE_NAMES, get_sigmas
     out = {}
     for name in SCHEDULE_NAMES:
         if name == "custom":
@@ -155,11 +155,6 @@ def _lam_grid(proc, sigma_max, sigma_min, n):
     # Exact ends; where lambda was clipped the first step jumps from sigma_max.
     sig[0], sig[-1] = sigma_max, sigma_min
     return sig
-
-
-def _karras(sigma_max, sigma_min, n, rho=7.0):
-    hi, lo = sigma_max ** (1 / rho), sigma_min ** (1 / rho)
-    return [(hi + (lo - hi) * k / (n - 1)) ** rho for k in range(n)]
 
 
 def _as_schedule(sig):
@@ -282,9 +277,9 @@ def optimize(model, x_shape: Sequence[int], sampler_name: str, steps: int, *,
     # stopping at sigma_min and denoising misses by O(sigma_min^2) (1e-3 RMSE
     # on the benchmark's Gaussian). The reference therefore goes on below
     # sigma_min; schedule points stay at or above it.
-    floor = sigma_min * REFERENCE_FLOOR if reference_floor is None else _check_number(
+    sigma_floor = sigma_min * REFERENCE_FLOOR if reference_floor is None else _check_number(
         "reference_floor", reference_floor, 0.0, sigma_min)
-    grid = _lam_grid(proc, sigma_max, floor, n_ref)
+    grid = _lam_grid(proc, sigma_max, sigma_floor, n_ref)
     xs, ds = [], []
 
     def record(info):
@@ -292,8 +287,7 @@ def optimize(model, x_shape: Sequence[int], sampler_name: str, steps: int, *,
         ds.append(info["denoised"].detach().clone())
     ref_fn = get_sampler(REFERENCE_SAMPLER).fn
     x_end = ref_fn(counted, x, _as_schedule(grid), callback=record, **kwargs)
-    reference_calls = counted.calls
-    coarse = _lam_grid(proc, sigma_max, floor, max(4, n_ref // 2))
+    coarse = _lam_grid(proc, sigma_max, sigma_floor, max(4, n_ref // 2))
     x_coarse = ref_fn(counted, x, _as_schedule(coarse), **kwargs)
     # Order p: the half-resolution error is ~2^p times the full one.
     reference_error = _rmse(x_coarse, x_end) / (2 ** REFERENCE_ORDER - 1)
@@ -317,7 +311,8 @@ def optimize(model, x_shape: Sequence[int], sampler_name: str, steps: int, *,
     candidates = {
         "gits_dp": _dp_schedule(proc, data_step, grid[:usable], xs[:usable], ds[:usable],
                                 x_end, steps),
-        "karras": _karras(sigma_max, sigma_min, steps),
+        "karras": get_sigmas("karras", steps, sigma_min=sigma_min,
+                             sigma_max=sigma_max).tolist()[:-1],
         "lambda_uniform": _lam_grid(proc, sigma_max, sigma_min, steps) if steps > 1
         else [sigma_max],
     }
@@ -346,7 +341,6 @@ def optimize(model, x_shape: Sequence[int], sampler_name: str, steps: int, *,
     frac = [0.3] * len(lams)
     try:
         while steps > 1 and max(frac[1:]) > 1e-3:
-            improved = False
             for k in range(1, len(lams)):
                 if frac[k] <= 1e-3:
                     continue
@@ -362,12 +356,10 @@ def optimize(model, x_shape: Sequence[int], sampler_name: str, steps: int, *,
                         lams, best_sig, best_err = trial, sig, err
                         history.append((counted.calls, best_err))
                         frac[k] = min(0.6, frac[k] * 1.5)
-                        moved = improved = True
+                        moved = True
                         break
                 if not moved:
                     frac[k] *= 0.5
-            if not improved and all(f <= 1e-3 for f in frac[1:]):
-                break
     except _Budget:
         pass  # the search ends with the best schedule found so far
 

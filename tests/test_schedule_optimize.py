@@ -108,6 +108,13 @@ def test_same_seed_same_schedule_and_the_seed_matters():
     assert a.error_after != c.error_after
 
 
+def test_one_step_schedule():
+    g, lo, hi, _, _ = _problem("ve")
+    r = schedules.optimize(g.denoiser, (2, 4, 8, 8), "euler", 1, sigma_min=lo, sigma_max=hi,
+                           budget_calls=300, dtype=torch.float64)
+    assert r.sigmas.tolist() == [pytest.approx(hi), 0.0]
+
+
 def test_the_budget_is_a_hard_limit_and_reported():
     g, lo, hi, _, _ = _problem("ve")
     seen = []
