@@ -6,7 +6,7 @@
 from . import noise
 from .noise import BrownianNoise, GaussianNoise
 from .process import FLOW, VE, Process, get_process
-from .registry import SAMPLER_NAMES, SAMPLERS, SamplerSpec, get_sampler
+from .registry import SAMPLER_NAMES, SAMPLERS, SamplerSpec, get_sampler, noise_fractions
 
-__all__ = ["SAMPLER_NAMES", "SAMPLERS", "SamplerSpec", "get_sampler", "noise",
+__all__ = ["SAMPLER_NAMES", "SAMPLERS", "SamplerSpec", "get_sampler", "noise_fractions", "noise",
            "BrownianNoise", "GaussianNoise", "Process", "VE", "FLOW", "get_process"]

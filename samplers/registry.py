@@ -185,6 +185,36 @@ for _name, _impl, _order, _calls, _eta, _family, _opts, _desc in _TABLE:
 
 SAMPLER_NAMES = list(SAMPLERS)
 
+# Samplers whose stochastic form is the SDE's exponential decay e^(-eta h)
+# (Lu et al. 2023, SDE-DPM-Solver++) rather than the ancestral split.
+_SDE_DECAY = {"dpmpp_2m", "dpmpp_2m_sde", "dpmpp_3m_sde"}
+
+
+def noise_fractions(name, sigmas, *, process="ve", eta=None):
+    """Per step i, the fraction of the noise standard deviation at
+    sigmas[i + 1] that sampler `name` draws fresh in that step (0 = none,
+    1 = all of it), at noise strength `eta` (None: the sampler's default).
+    A list of len(sigmas) - 1 floats; the last step to 0 adds none.
+
+    Raises ValueError for an unknown sampler, a bad eta or bad sigmas."""
+    from .core import _float_arg, read_sigmas
+    from .process import get_process
+
+    spec = get_sampler(name)
+    proc = get_process(process)
+    eta = _float_arg("eta (noise strength)", spec.default_eta if eta is None else eta, 0.0)
+    sig = read_sigmas(as_sigma_tensor(sigmas), proc)
+    out = []
+    for s, s_next in zip(sig[:-1], sig[1:]):
+        if eta == 0.0 or s_next == 0.0:
+            out.append(0.0)
+        elif name in _SDE_DECAY:
+            out.append(math.sqrt(max(0.0, 1.0 - proc.decay(s, s_next) ** (2.0 * eta))))
+        else:
+            _, up = proc.ancestral_split(s, s_next, eta)
+            out.append(up / proc.snr_sigma(s_next))
+    return out
+
 
 def get_sampler(name):
     try:
