@@ -1,11 +1,13 @@
 """What every sampler shares: input checks, the model call, the callback, the
 noise draw, and the step loop with the ancestral split.
 
-A sampler implementation receives a `Run` and works with:
+A method (methods.py) receives a `Run` and works with:
   run.sig[i]             the schedule as Python floats (float64, read once)
   run.denoise(x, i)      the model at grid sigma i (also reports the callback)
   run.denoise_at(x, s)   the model at an off-grid sigma s
   run.proc               the noise process (see process.py)
+  run.clock(name)        the lambda a data-frame method integrates in
+  run.split(s, s_next)   the noise rule's (sigma_down, up) at this run's eta
   run.draw(i) / run.draw_at(s, s_next)   scaled noise for a stochastic step
   run.calls              model calls so far
 """
@@ -14,7 +16,8 @@ import math
 import torch
 
 from .noise import default_noise
-from .process import get_process
+from .noise_rules import get_rule
+from .process import VE, get_process
 
 try:  # the host ships tqdm; the engine works without it
     from tqdm.auto import trange as _trange
@@ -63,12 +66,30 @@ def read_sigmas(sigmas, proc):
     return sig
 
 
+def window_sigmas(proc, window):
+    """(start, end) fractions of the process -> (sigma_hi, sigma_lo): noise may
+    enter a step whose target sigma lies in [sigma_lo, sigma_hi]."""
+    try:
+        start, end = (float(v) for v in window)
+    except (TypeError, ValueError):
+        raise ValueError(f"noise_window must be (start, end) with 0 <= start <= end <= 1, "
+                         f"got {window!r}") from None
+    if not (0.0 <= start <= end <= 1.0):
+        raise ValueError(f"noise_window must be (start, end) with 0 <= start <= end <= 1 "
+                         f"(fractions of the process: 0 pure noise, 1 clean), got {window!r}")
+    hi = math.inf if start <= 0.0 else proc.percent_to_sigma(start)
+    lo = 0.0 if end >= 1.0 else proc.percent_to_sigma(end)
+    return hi, lo
+
+
 class Run:
     """State of one sampling call."""
 
     def __init__(self, model, x, sigmas, *, extra_args, callback, disable, process,
-                 eta, s_noise, noise):
+                 eta, s_noise, noise, rule="ancestral", noise_window=(0.0, 1.0)):
         self.proc = get_process(process)
+        self.rule = get_rule(rule)
+        self.window = window_sigmas(self.proc, noise_window)
         self.eta = _float_arg("eta (noise strength)", eta, 0.0)
         self.s_noise = _float_arg("s_noise", s_noise, 0.0)
         if not torch.is_tensor(x):
@@ -135,6 +156,30 @@ class Run:
         """Noise for the grid interval i -> i + 1."""
         return self.draw_at(self.sig[i], self.sig[i + 1])
 
+    # --- frames and noise rules -------------------------------------------
+    def clock(self, name):
+        """"lambda": the process's half-log-SNR; "log_sigma": -log(sigma),
+        i.e. the VE process, for either process (see methods.py)."""
+        return self.proc if name == "lambda" else VE
+
+    def split(self, sigma, sigma_next, clock=None):
+        """The noise rule's (sigma_down, up) for sigma -> sigma_next; with a
+        clock, h is measured on it (its floored lambda at flow's sigma = 1)."""
+        if self.eta == 0.0 or sigma_next == 0.0 or not \
+                self.window[1] <= sigma_next <= self.window[0]:
+            return sigma_next, 0.0
+        decay = None
+        if clock is not None and clock is not VE:
+            decay = math.exp(clock.lam(sigma) - clock.lam(sigma_next))
+        return self.rule.split(self.proc, sigma, sigma_next, self.eta, decay)
+
+    def rule_decay(self, sigma, sigma_to, clock=None):
+        """S_down / S_to of the rule over [sigma, sigma_to]: how much of the
+        noise already present survives (the Ornstein-Uhlenbeck decay)."""
+        sigma_down, _ = self.split(sigma, sigma_to, clock)
+        s_to = self.proc.snr_sigma(sigma_to)
+        return self.proc.snr_sigma(sigma_down) / s_to if s_to > 0 else 0.0
+
     # --- loop ----------------------------------------------------------------
     def steps(self):
         n = len(self.sig) - 1
@@ -146,25 +191,14 @@ class Run:
         return x.to(self.in_dtype)
 
 
-def run_with_split(run, step):
-    """The loop shared by every sampler whose stochastic form is the ancestral
-    split: at each grid point evaluate the model, move deterministically to
-    sigma_down with `step`, then add the fresh noise up to sigma_next.
-
-    step(run, i, x, denoised, sigma, sigma_down) -> x at sigma_down.
-    """
+def sample_grid(run, method):
+    """The loop of every fixed-grid sampler: at each grid point the model,
+    then the method's correction of the point (predictor-correctors) and its
+    step to the next grid point, noise included."""
     x = run.x
-    proc = run.proc
+    state = method.start(run)
     for i in run.steps():
-        sigma, sigma_next = run.sig[i], run.sig[i + 1]
         denoised = run.denoise(x, i)
-        sigma_down, up = proc.ancestral_split(sigma, sigma_next, run.eta)
-        x = step(run, i, x, denoised, sigma, sigma_down)
-        if up > 0.0:
-            x = proc.renoise(x, sigma_down, sigma_next, up, run.draw(i))
+        x, denoised = method.correct(run, state, i, x, denoised)
+        x = method.step(run, state, i, x, denoised)
     return run.result(x)
-
-
-def to_d(x, sigma, denoised):
-    """dx/dsigma of the probability-flow ODE, the same for VE and flow."""
-    return (x - denoised) / sigma

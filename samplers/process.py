@@ -90,6 +90,27 @@ class Process:
             x_down = x_down * scale
         return x_down + noise * (a_next * up)
 
+    def percent_to_sigma(self, percent):
+        """The sigma at `percent` of the model's process (0: pure noise, 1:
+        clean), ComfyUI's model_sampling.percent_to_sigma. The default is a
+        generic model of the family (SD 1.x's table for VE, shift 1 for
+        flow); nodes/host.py derives a process with the model's own map."""
+        raise NotImplementedError
+
+    def derive(self, percent_to_sigma=None, alpha_floor=None):
+        """A copy of this process with the model's percent map and, for flow,
+        the alpha that stands for sigma = 1 in lambda (ComfyUI reads sigma = 1
+        as percent_to_sigma(1e-4) for its SNR-based samplers)."""
+        import copy
+        other = copy.copy(self)
+        if percent_to_sigma is not None:
+            other._percent_to_sigma = percent_to_sigma
+        if alpha_floor is not None:
+            if not 0.0 < alpha_floor < 1.0:
+                raise ValueError(f"alpha_floor must be in (0, 1), got {alpha_floor}")
+            other._alpha_floor = float(alpha_floor)
+        return other
+
     def __repr__(self):
         return f"Process({self.name!r})"
 
@@ -108,6 +129,23 @@ class _VE(Process):
 
     def sigma_from_lam(self, lam):
         return math.exp(-lam)
+
+    def percent_to_sigma(self, percent):
+        fn = getattr(self, "_percent_to_sigma", None)
+        if fn is not None:
+            return float(fn(percent))
+        if percent <= 0.0:
+            return math.inf
+        if percent >= 1.0:
+            return 0.0
+        from ..schedules.discrete import sd1_sigmas  # the SD 1.x table
+        table = sd1_sigmas().double()
+        t = (1.0 - percent) * (len(table) - 1)
+        lo = int(math.floor(t))
+        w = t - lo
+        hi = min(lo + 1, len(table) - 1)
+        # interpolated in log sigma, as the host's ModelSamplingDiscrete.sigma
+        return math.exp((1.0 - w) * math.log(float(table[lo])) + w * math.log(float(table[hi])))
 
 
 class _Flow(Process):
@@ -136,6 +174,12 @@ class _Flow(Process):
             e = math.exp(-lam)
             return e / (1.0 + e)
         return 1.0 / (1.0 + math.exp(lam))
+
+    def percent_to_sigma(self, percent):
+        fn = getattr(self, "_percent_to_sigma", None)
+        if fn is not None:
+            return float(fn(percent))
+        return min(1.0, max(0.0, 1.0 - percent))
 
 
 VE = _VE()

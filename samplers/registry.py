@@ -1,14 +1,23 @@
-"""The one table of samplers: stable name -> how to run it and what it is.
+"""The one table of samplers: stable name -> (method, noise rule, default eta,
+options, description, facts). A sampler is a row over independent choices
+(DESIGN.md, "Engine v2"): the frame and method (methods.py, built from the
+row's options), the noise rule (noise_rules.py) and the loop (the fixed grid
+of core.sample_grid; DPM-Solver's own lambda grid and adaptive loop).
+Variants (ancestral, SDE, _gpu, ODE forms) are rows, not functions.
 
-Names are stable forever: workflows saved by users refer to them.
+Names are stable forever: workflows saved by users refer to them. Where the
+newest ComfyUI has a sampler of the same algorithm, the name is its name.
 """
 import math
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Callable, Optional, Tuple
 
-from . import adaptive, exponential, multistep, runge_kutta, unipc
-from .core import Run, as_sigma_tensor
+from . import dpm_solver
+from . import methods as M
+from .core import Run, _float_arg, as_sigma_tensor, read_sigmas, sample_grid, window_sigmas
+from .noise_rules import get_rule
+from .process import get_process
 
 
 @dataclass(frozen=True)
@@ -43,15 +52,24 @@ class Option:
 
 @dataclass(frozen=True)
 class SamplerSpec:
+    """A registry row. `build(**options)` makes the method (a methods.Method,
+    or a loop function for DPM-Solver's own grids); `rule` names the noise
+    rule; `order` is the convergence order of the deterministic form;
+    `calls_per_step` the model calls of an ordinary step (None: adaptive);
+    `calls(sigmas, eta, process, **options)` the exact count for a schedule."""
     name: str
-    impl: Callable                  # impl(run, **options) -> x
-    order: int                      # convergence order of the deterministic form
-    calls_per_step: Optional[int]   # model calls per schedule step; None: adaptive
+    build: Callable
+    rule: str
+    order: int
+    calls_per_step: Optional[int]
     default_eta: float
     description: str
     family: str
     option_specs: dict = field(default_factory=dict)
     fn: Callable = None
+    # Where noise may enter, as fractions of the model's process (0 = pure
+    # noise, 1 = clean): SA-Solver's default interval, everything elsewhere.
+    noise_window: Tuple[float, float] = (0.0, 1.0)
 
     @property
     def stochastic(self):
@@ -61,159 +79,312 @@ class SamplerSpec:
     def options(self):
         return {k: o.default for k, o in self.option_specs.items()}
 
+    def checked_options(self, options):
+        unknown = sorted(set(options) - set(self.option_specs))
+        if unknown:
+            allowed = sorted(self.option_specs) or "none"
+            raise ValueError(f"sampler {self.name!r} has no option {', '.join(unknown)}; "
+                             f"its options: {allowed}")
+        opts = self.options
+        for k, v in options.items():
+            opts[k] = self.option_specs[k].check(self.name, k, v)
+        return opts
+
+    def method(self, **options):
+        return self.build(**{k: v for k, v in self.checked_options(options).items()
+                             if k != "info"})
+
+    def calls(self, sigmas, eta=None, process="ve", noise_window=None, **options):
+        """Model calls this sampler spends on `sigmas` (None where the step
+        count is adaptive)."""
+        if self.calls_per_step is None:
+            return None
+        proc = get_process(process)
+        sig = read_sigmas(as_sigma_tensor(sigmas), proc)
+        if len(sig) <= 1:
+            return 0
+        eta = self.default_eta if eta is None else eta
+        method = self.method(**options)
+        if not isinstance(method, M.Method):  # DPM-Solver fast: n calls for n steps
+            return len(sig) - 1
+        rule = get_rule(self.rule)
+        hi, lo = window_sigmas(proc, self.noise_window if noise_window is None else noise_window)
+
+        def split(s, s_next):
+            if eta == 0.0 or s_next == 0.0 or not lo <= s_next <= hi:
+                return s_next, 0.0
+            return rule.split(proc, s, s_next, eta)
+        return method.calls(sig, split)
+
 
 def _make_fn(spec):
     def fn(model, x, sigmas, *, extra_args=None, callback=None, disable=None,
-           process="ve", eta=None, s_noise=1.0, noise=None, **options):
-        unknown = sorted(set(options) - set(spec.option_specs))
-        if unknown:
-            allowed = sorted(spec.option_specs) or "none"
-            raise ValueError(
-                f"sampler {spec.name!r} has no option {', '.join(unknown)}; its options: {allowed}")
-        opts = {k: o.default for k, o in spec.option_specs.items()}
-        for k, v in options.items():
-            opts[k] = spec.option_specs[k].check(spec.name, k, v)
+           process="ve", eta=None, s_noise=1.0, noise=None, noise_window=None, **options):
+        opts = spec.checked_options(options)
         sigmas_t = as_sigma_tensor(sigmas)
         if sigmas_t.ndim == 1 and sigmas_t.shape[0] <= 1:
             return x  # nothing to integrate; the host does the same
         run = Run(model, x, sigmas_t, extra_args=extra_args, callback=callback,
                   disable=disable, process=process,
                   eta=spec.default_eta if eta is None else eta,
-                  s_noise=s_noise, noise=noise)
-        return spec.impl(run, **opts)
+                  s_noise=s_noise, noise=noise, rule=spec.rule,
+                  noise_window=spec.noise_window if noise_window is None else noise_window)
+        info = opts.pop("info", None)
+        method = spec.build(**opts)
+        if isinstance(method, M.Method):
+            return sample_grid(run, method)
+        return method(run, info=info) if "info" in spec.option_specs else method(run)
 
     fn.__name__ = f"sample_{spec.name}"
     fn.__doc__ = spec.description
     return fn
 
 
-_ORDER = Option(4, "int", 1, 4, help="How many past steps the multistep formula uses.")
+# --- options shared by several rows ----------------------------------------------
 
-_TABLE = [
-    # name, impl, order, calls/step, default eta, family, options, description
-    ("euler", partial(runge_kutta.sample_rk, tableau=runge_kutta.EULER), 1, 1, 0.0,
-     "runge_kutta", {},
-     "Euler's method on the probability-flow ODE (Karras et al. 2022, "
-     "arXiv:2206.00364). eta > 0 adds ancestral noise."),
-    ("euler_ancestral", partial(runge_kutta.sample_rk, tableau=runge_kutta.EULER), 1, 1, 1.0,
-     "runge_kutta", {},
-     "Euler steps with ancestral noise (Ho et al. 2020, arXiv:2006.11239; "
-     "k-diffusion). eta = 0 is plain Euler."),
-    ("heun", partial(runge_kutta.sample_rk, tableau=runge_kutta.HEUN), 2, 2, 0.0,
-     "runge_kutta", {},
-     "Heun's second-order method (Karras et al. 2022, arXiv:2206.00364, Alg. 1)."),
-    ("lms", partial(multistep.sample_multistep, method=multistep.LMS), 4, 1, 0.0,
-     "multistep", {"order": _ORDER},
-     "Linear multistep in sigma with variable-step Lagrange coefficients "
-     "(k-diffusion; Adams-Bashforth, Hairer et al. 'Solving ODEs I')."),
-    ("ddim", exponential.sample_ddim, 1, 1, 0.0, "exponential", {},
-     "DDIM (Song et al. 2021, arXiv:2010.02502): eta = 0 deterministic, "
-     "eta = 1 DDPM-like ancestral sampling."),
+def _order(default, lo, hi, what="How many past steps the multistep formula uses."):
+    return Option(default, "int", lo, hi, help=what)
+
+
+_SOLVER_TYPE = Option("midpoint", "choice", choices=("midpoint", "heun"),
+                      help="How the second-order term is weighted: midpoint (DPM-Solver++ "
+                           "paper) or heun (the exact integral of the line).")
+_GPU = ("Our Brownian path lives on the CPU, so a seed gives the same image on every "
+        "device; the name is the core's, kept so that workflows load.")
+
+# --- builders ------------------------------------------------------------------
+
+_SIGMA_RK = {"euler": M.euler_coeffs, "heun": M.heun_coeffs, "dpm_2": M.dpm2_coeffs,
+             "heunpp2": M.heunpp2_coeffs}
+
+
+def _rk(kind):
+    return lambda: M.SigmaRK(_SIGMA_RK[kind])
+
+
+def _lms(order=4):
+    return M.SigmaMultistep("lagrange", order=order, tau="sigma", last="extrapolate")
+
+
+def _two_m(clock, solver_type="midpoint"):
+    moments = M.moments_midpoint if solver_type == "midpoint" else M.moments_exact
+    return M.ExpMultistep(moments, order=2, clock=clock)
+
+
+def _exp_adams(order, clock="log_sigma"):
+    return lambda: M.ExpMultistep(M.moments_exact, order=order, clock=clock)
+
+
+def _unipc(variant):
+    return lambda order=3: M.ExpMultistep(M.unipc_moments(variant), order=order, corrector="unic",
+                                          final="unipc")
+
+
+def _sa(corrector):
+    return lambda predictor_order=3, corrector_order=4: M.ExpMultistep(
+        M.moments_exact, order=predictor_order, clock="lambda", corrector=corrector,
+        corrector_order=corrector_order, final="sa")
+
+
+# name: (build, rule, order, calls/step, default eta, family, options, description)
+_TABLE = {
+    "euler": (_rk("euler"), "ancestral", 1, 1, 0.0, "runge_kutta", {},
+              "Euler's method on the probability-flow ODE (Karras et al. 2022, "
+              "arXiv:2206.00364). eta > 0 adds ancestral noise."),
+    "euler_ancestral": (_rk("euler"), "ancestral", 1, 1, 1.0, "runge_kutta", {},
+                        "Euler steps with ancestral noise (Ho et al. 2020, arXiv:2006.11239; "
+                        "k-diffusion). eta = 0 is plain Euler."),
+    "heun": (_rk("heun"), "ancestral", 2, 2, 0.0, "runge_kutta", {},
+             "Heun's second-order method (Karras et al. 2022, arXiv:2206.00364, Alg. 1)."),
+    "lms": (_lms, "ancestral", 4, 1, 0.0, "multistep", {"order": _order(4, 1, 4)},
+            "Linear multistep in sigma with variable-step Lagrange coefficients "
+            "(k-diffusion; Adams-Bashforth, Hairer et al. 'Solving ODEs I')."),
+    "ddim": (_exp_adams(1), "ancestral", 1, 1, 0.0, "exponential", {},
+             "DDIM (Song et al. 2021, arXiv:2010.02502): eta = 0 deterministic, "
+             "eta = 1 DDPM-like ancestral sampling."),
     # PLMS and iPNDM use the fixed equal-step Adams-Bashforth weights: fourth
     # order on uniform steps, second order on the smooth non-uniform schedules
     # (karras, shifted flow) people run, which is what `order` reports.
-    ("plms", partial(multistep.sample_multistep, method=multistep.PLMS, order=4), 2, 1, 0.0,
-     "multistep", {},
-     "Pseudo linear multistep (PNDM, Liu et al. 2022, arXiv:2202.09778): "
-     "Adams-Bashforth weights for equal steps with a pseudo-Heun first step "
-     "(one extra call)."),
-    ("dpm_2", partial(runge_kutta.sample_rk, tableau=runge_kutta.DPM_2), 2, 2, 0.0,
-     "runge_kutta", {},
-     "DPM-Solver-2 style midpoint step in log sigma (Lu et al. 2022, "
-     "arXiv:2206.00927; k-diffusion)."),
-    ("dpm_2_ancestral", partial(runge_kutta.sample_rk, tableau=runge_kutta.DPM_2), 2, 2, 1.0,
-     "runge_kutta", {},
-     "DPM-2 with ancestral noise (Lu et al. 2022, arXiv:2206.00927; k-diffusion)."),
-    ("dpm_fast", adaptive.sample_dpm_fast, 3, 1, 0.0, "exponential", {},
-     "DPM-Solver fast: orders 3/2/1 on uniform lambda steps, then a final "
-     "denoise (Lu et al. 2022, arXiv:2206.00927, Sec. 4)."),
-    ("dpm_adaptive", adaptive.sample_dpm_adaptive, 3, None, 0.0, "exponential",
-     {"order": Option(3, "int", 2, 3, help="Solver order (2 or 3)."),
-      "rtol": Option(0.05, "float", 1e-8, 1.0, help="Relative error tolerance."),
-      "atol": Option(0.0078, "float", 1e-10, 10.0, help="Absolute error tolerance."),
-      "h_init": Option(0.05, "float", 1e-6, 10.0, help="First step size in lambda."),
-      "pcoeff": Option(0.0, "float", -10.0, 10.0, help="PID controller P gain."),
-      "icoeff": Option(1.0, "float", -10.0, 10.0, help="PID controller I gain."),
-      "dcoeff": Option(0.0, "float", -10.0, 10.0, help="PID controller D gain."),
-      "accept_safety": Option(0.81, "float", 0.0, 1.0,
-                              help="Accept a step when its error is below this."),
-      "info": Option(None, "dict", help="A dict that receives nfe, n_accept, n_reject.")},
-     "DPM-Solver adaptive step size (Lu et al. 2022, arXiv:2206.00927, Sec. 4; "
-     "PID control after Soderlind 2003); ends with a denoise to sigma 0."),
-    ("dpmpp_2s_ancestral", exponential.sample_dpmpp_2s, 2, 2, 1.0, "exponential", {},
-     "DPM-Solver++(2S) with ancestral noise (Lu et al. 2023, arXiv:2211.01095)."),
-    ("dpmpp_2m", partial(exponential.sample_dpmpp_multistep, order=2), 2, 1, 0.0,
-     "exponential", {"solver_type": Option("midpoint", "choice", choices=("midpoint", "heun"))},
-     "DPM-Solver++(2M) (Lu et al. 2023, arXiv:2211.01095); eta > 0 gives its SDE form."),
-    ("dpmpp_sde", exponential.sample_dpmpp_sde, 2, 2, 1.0, "exponential",
-     {"r": Option(0.5, "float", 0.01, 0.99, help="Stage position as a fraction of the step in lambda.")},
-     "DPM-Solver++ SDE, second order, noise at both stages (Lu et al. 2023, "
-     "arXiv:2211.01095; k-diffusion)."),
-    ("dpmpp_2m_sde", partial(exponential.sample_dpmpp_multistep, order=2), 2, 1, 1.0,
-     "exponential", {"solver_type": Option("midpoint", "choice", choices=("midpoint", "heun"))},
-     "SDE-DPM-Solver++(2M) (Lu et al. 2023, arXiv:2211.01095); eta = 0 is DPM++ 2M."),
+    "plms": (lambda: M.SigmaMultistep("ab", order=4, warmup="heun", last="extrapolate"),
+             "ancestral", 2, 1, 0.0, "multistep", {},
+             "Pseudo linear multistep (PNDM, Liu et al. 2022, arXiv:2202.09778): "
+             "Adams-Bashforth weights for equal steps with a pseudo-Heun first step "
+             "(one extra call)."),
+    "dpm_2": (_rk("dpm_2"), "ancestral", 2, 2, 0.0, "runge_kutta", {},
+              "DPM-Solver-2 style midpoint step in log sigma (Lu et al. 2022, "
+              "arXiv:2206.00927; k-diffusion)."),
+    "dpm_2_ancestral": (_rk("dpm_2"), "ancestral", 2, 2, 1.0, "runge_kutta", {},
+                        "DPM-2 with ancestral noise (Lu et al. 2022, arXiv:2206.00927; "
+                        "k-diffusion)."),
+    "dpm_fast": (lambda: dpm_solver.sample_dpm_fast, "ancestral", 3, 1, 0.0, "dpm_solver", {},
+                 "DPM-Solver fast: orders 3/2/1 on uniform lambda steps, then a final "
+                 "denoise; n steps cost n calls (Lu et al. 2022, arXiv:2206.00927, Sec. 4)."),
+    "dpm_adaptive": (lambda **o: partial(dpm_solver.sample_dpm_adaptive, **o), "ancestral", 3,
+                     None, 0.0, "dpm_solver",
+                     {"order": Option(3, "int", 2, 3, help="Solver order (2 or 3)."),
+                      "rtol": Option(0.05, "float", 1e-8, 1.0, help="Relative error tolerance."),
+                      "atol": Option(0.0078, "float", 1e-10, 10.0,
+                                     help="Absolute error tolerance."),
+                      "h_init": Option(0.05, "float", 1e-6, 10.0,
+                                       help="First step size in lambda."),
+                      "pcoeff": Option(0.0, "float", -10.0, 10.0, help="PID controller P gain."),
+                      "icoeff": Option(1.0, "float", -10.0, 10.0, help="PID controller I gain."),
+                      "dcoeff": Option(0.0, "float", -10.0, 10.0, help="PID controller D gain."),
+                      "accept_safety": Option(0.81, "float", 0.0, 1.0,
+                                              help="Accept a step when its error is below this."),
+                      "info": Option(None, "dict",
+                                     help="A dict that receives nfe, n_accept, n_reject.")},
+                     "DPM-Solver adaptive step size (Lu et al. 2022, arXiv:2206.00927, Sec. 4; "
+                     "PID control after Soderlind 2003); ends with a denoise to sigma 0."),
+    "dpmpp_2s_ancestral": (lambda: M.ExpRK(M.dpmpp_2s_tableau(), 2), "ancestral", 2, 2, 1.0,
+                           "exponential", {},
+                           "DPM-Solver++(2S) with ancestral noise (Lu et al. 2023, "
+                           "arXiv:2211.01095)."),
+    "dpmpp_2m": (partial(_two_m, "log_sigma"), "sde", 2, 1, 0.0, "exponential",
+                 {"solver_type": _SOLVER_TYPE},
+                 "DPM-Solver++(2M) (Lu et al. 2023, arXiv:2211.01095); eta > 0 gives its SDE "
+                 "form."),
+    "dpmpp_sde": (lambda r=0.5: M.ExpRK(M.sde_2s_tableau(r), 2, clock="lambda",
+                                        stage_noise="draws"), "ancestral", 2, 2, 1.0,
+                  "exponential",
+                  {"r": Option(0.5, "float", 0.01, 0.99,
+                               help="Stage position as a fraction of the step in lambda.")},
+                  "DPM-Solver++ SDE, second order, noise at both stages (Lu et al. 2023, "
+                  "arXiv:2211.01095; k-diffusion)."),
+    "dpmpp_2m_sde": (partial(_two_m, "lambda"), "sde", 2, 1, 1.0, "exponential",
+                     {"solver_type": _SOLVER_TYPE},
+                     "SDE-DPM-Solver++(2M) (Lu et al. 2023, arXiv:2211.01095); eta = 0 is an "
+                     "ODE solver in the process's lambda."),
     # Measured, not assumed: the 3M update as k-diffusion and diffusers write it
     # weights the second difference D2 ~ h^2 D''/2 by h/6 where the Taylor
     # expansion asks for h/3, so it converges at second order. We keep the
     # host's formula so that images match the core sampler.
-    ("dpmpp_3m_sde", partial(exponential.sample_dpmpp_multistep, order=3), 2, 1, 1.0,
-     "exponential", {},
-     "DPM-Solver++(3M) SDE (Lu et al. 2023, arXiv:2211.01095; k-diffusion's "
-     "update, which converges at second order)."),
-    ("uni_pc", partial(unipc.sample_unipc, variant="bh1"), 3, 1, 0.0, "exponential",
-     {"order": Option(3, "int", 1, 3, help="Predictor/corrector order.")},
-     "UniPC with B(h) = h (Zhao et al. 2023, arXiv:2302.04867); predictor-"
-     "corrector at one call per step."),
-    ("uni_pc_bh2", partial(unipc.sample_unipc, variant="bh2"), 3, 1, 0.0, "exponential",
-     {"order": Option(3, "int", 1, 3, help="Predictor/corrector order.")},
-     "UniPC with B(h) = e^h - 1 (Zhao et al. 2023, arXiv:2302.04867)."),
-    ("deis", partial(multistep.sample_multistep, method=multistep.DEIS), 3, 1, 0.0,
-     "multistep", {"order": Option(3, "int", 1, 4, help="Polynomial order of the eps extrapolation.")},
-     "DEIS: exponential Adams-Bashforth on the noise prediction in lambda "
-     "(Zhang & Chen 2023, arXiv:2204.13902)."),
-    ("ipndm", partial(multistep.sample_multistep, method=multistep.IPNDM), 2, 1, 0.0,
-     "multistep", {"order": _ORDER},
-     "Improved PNDM: Adams-Bashforth with lower-order warm-up (Zhang & Chen "
-     "2023, arXiv:2204.13902)."),
-]
+    "dpmpp_3m_sde": (lambda: M.ExpMultistep(M.moments_kdiff_3m, order=3, clock="lambda"), "sde",
+                     2, 1, 1.0, "exponential", {},
+                     "DPM-Solver++(3M) SDE (Lu et al. 2023, arXiv:2211.01095; k-diffusion's "
+                     "update, which converges at second order)."),
+    "uni_pc": (_unipc("bh1"), "ancestral", 3, 1, 0.0, "exponential",
+               {"order": _order(3, 1, 3, "Predictor/corrector order.")},
+               "UniPC with B(h) = h (Zhao et al. 2023, arXiv:2302.04867); predictor-"
+               "corrector at one call per step."),
+    "uni_pc_bh2": (_unipc("bh2"), "ancestral", 3, 1, 0.0, "exponential",
+                   {"order": _order(3, 1, 3, "Predictor/corrector order.")},
+                   "UniPC with B(h) = e^h - 1 (Zhao et al. 2023, arXiv:2302.04867)."),
+    "deis": (lambda order=3: M.SigmaMultistep("lagrange", order=order, tau="deis_auto"),
+             "ancestral", 3, 1, 0.0, "multistep",
+             {"order": _order(3, 1, 4, "Polynomial order of the noise extrapolation.")},
+             "DEIS (Zhang & Chen 2023, arXiv:2204.13902): the noise prediction extrapolated "
+             "by a polynomial and integrated exactly; the polynomial's variable is chosen per "
+             "step, -log(sigma) or the VP time, whichever spaces the nodes most evenly."),
+    "ipndm": (lambda order=4: M.SigmaMultistep("ab", order=order, last="extrapolate"),
+              "ancestral", 2, 1, 0.0, "multistep", {"order": _order(4, 1, 4)},
+              "Improved PNDM: Adams-Bashforth with lower-order warm-up (Zhang & Chen "
+              "2023, arXiv:2204.13902)."),
+    # --- the newest ComfyUI's samplers -------------------------------------------
+    "dpmpp_sde_gpu": (lambda r=0.5: M.ExpRK(M.sde_2s_tableau(r), 2, clock="lambda",
+                                            stage_noise="draws"), "ancestral", 2, 2, 1.0,
+                      "exponential",
+                      {"r": Option(0.5, "float", 0.01, 0.99,
+                                   help="Stage position as a fraction of the step in lambda.")},
+                      "dpmpp_sde. " + _GPU),
+    "dpmpp_2m_sde_gpu": (partial(_two_m, "lambda"), "sde", 2, 1, 1.0, "exponential",
+                         {"solver_type": _SOLVER_TYPE}, "dpmpp_2m_sde. " + _GPU),
+    "dpmpp_2m_sde_heun": (lambda: _two_m("lambda", "heun"), "sde", 2, 1, 1.0, "exponential", {},
+                          "SDE-DPM-Solver++(2M) with the exact ('heun') second-order weight "
+                          "(Lu et al. 2023, arXiv:2211.01095)."),
+    "dpmpp_2m_sde_heun_gpu": (lambda: _two_m("lambda", "heun"), "sde", 2, 1, 1.0, "exponential",
+                              {}, "dpmpp_2m_sde_heun. " + _GPU),
+    "dpmpp_3m_sde_gpu": (lambda: M.ExpMultistep(M.moments_kdiff_3m, order=3, clock="lambda"),
+                         "sde", 2, 1, 1.0, "exponential", {}, "dpmpp_3m_sde. " + _GPU),
+    "ddpm": (_exp_adams(1), "ancestral", 1, 1, 1.0, "exponential", {},
+             "DDPM's ancestral sampling (Ho et al. 2020, arXiv:2006.11239): the posterior "
+             "q(x_next | x, D) each step, i.e. DDIM at eta = 1; eta interpolates to DDIM."),
+    "lcm": (_exp_adams(1), "fresh", 1, 1, 1.0, "exponential", {},
+            "LCM multistep sampling (Luo et al. 2023, arXiv:2310.04378, Alg. 1): denoise, "
+            "then re-noise to the next sigma with fresh noise; eta < 1 keeps a part of the "
+            "path (eta = 0 is DDIM). For LCM, DMD2, Hyper and other distilled models."),
+    # Measured first order: its weights sigma/(3 sigma_0) do not tend to a
+    # consistent second-order combination as steps shrink.
+    "heunpp2": (_rk("heunpp2"), "ancestral", 1, 3, 0.0, "runge_kutta", {},
+                "Heun++ (the core's heunpp2): stages at the next two grid points weighted by "
+                "their noise level, falling back to Heun and Euler at the end; first order "
+                "(measured)."),
+    "ipndm_v": (lambda order=4: M.SigmaMultistep("ab_variable", order=order), "ancestral", 2, 1,
+                0.0, "multistep", {"order": _order(4, 1, 4)},
+                "iPNDM with variable-step coefficients (Zhou et al. 2024, AMED-Solver, "
+                "arXiv:2312.00094), ending with a denoise."),
+    "res_multistep": (_exp_adams(2), "ancestral", 2, 1, 0.0, "exponential", {},
+                      "RES second-order multistep (Zhang et al. 2023, arXiv:2308.02157): the "
+                      "line through the last two data predictions integrated exactly "
+                      "(ETD Adams-Bashforth 2)."),
+    "res_multistep_ancestral": (_exp_adams(2), "ancestral", 2, 1, 1.0, "exponential", {},
+                                "res_multistep with ancestral noise."),
+    "gradient_estimation": (lambda ge_gamma=2.0: M.SigmaMultistep("gradient", gamma=ge_gamma),
+                            "ancestral", 1, 1, 0.0, "multistep",
+                            {"ge_gamma": Option(2.0, "float", 0.0, 10.0,
+                                                help="Weight of the gradient estimate (1 is "
+                                                     "Euler; the paper's 2 is the default).")},
+                            "Gradient estimation (Permenter & Yuan 2024, arXiv:2306.04848): "
+                            "Euler with the derivative extrapolated by gamma; first order "
+                            "(gamma = 1.5 would be Adams-Bashforth 2; measured)."),
+    # ER-SDE-3's second-stage slope is a backward difference (first-order
+    # accurate), so the method converges at second order (measured, both
+    # processes, 10-160 steps); `order` says so.
+    "er_sde": (lambda max_stage=3: M.ERSDE(max_stage=max_stage), "er_sde", 2, 1, 1.0,
+               "exponential", {"max_stage": _order(3, 1, 3, "Solver stages (order).")},
+               "ER-SDE-Solver-3 (Cui et al. 2023, arXiv:2309.06169): the extended reverse-time "
+               "SDE with the VP ER-SDE 5 noise scale; eta scales it (0 is the ODE)."),
+    "seeds_2": (lambda r=0.5: M.ExpRK(M.sde_2s_tableau(r), 2, clock="lambda", stage_noise="ou"),
+                "sde", 2, 2, 1.0, "exponential",
+                {"r": Option(0.5, "float", 0.01, 0.99, help="Stage position in the step.")},
+                "SEEDS-2 (Gonzalez et al. 2023, arXiv:2305.14267): stochastic exponential "
+                "derivative-free solver, the noise integrated exactly along each stage."),
+    "seeds_3": (lambda r_1=1.0 / 3.0, r_2=2.0 / 3.0: M.ExpRK(M.seeds_3_tableau(r_1, r_2), 3,
+                                                             clock="lambda", stage_noise="ou"),
+                "sde", 3, 3, 1.0, "exponential",
+                {"r_1": Option(1.0 / 3.0, "float", 0.01, 0.98, help="First stage position."),
+                 "r_2": Option(2.0 / 3.0, "float", 0.02, 0.99, help="Second stage position.")},
+                "SEEDS-3 (Gonzalez et al. 2023, arXiv:2305.14267), three stages."),
+    "sa_solver": (_sa("sa"), "sde_squared", 3, 1, 1.0, "exponential",
+                  {"predictor_order": _order(3, 1, 6, "Stochastic Adams predictor order."),
+                   "corrector_order": _order(4, 1, 6, "Stochastic Adams corrector order.")},
+                  "SA-Solver (Xue et al. 2023, arXiv:2309.05019): stochastic Adams "
+                  "predictor-corrector; eta is its tau."),
+    "sa_solver_pece": (_sa("sa_pece"), "sde_squared", 3, 2, 1.0, "exponential",
+                       {"predictor_order": _order(3, 1, 6, "Stochastic Adams predictor order."),
+                        "corrector_order": _order(4, 1, 6, "Stochastic Adams corrector order.")},
+                       "SA-Solver in PECE mode: the model evaluated again at the corrected "
+                       "point (two calls a step)."),
+    # --- RES4LYF's exponential integrators ---------------------------------------
+    "res_2s": (lambda: M.ExpRK(M.res_2s_tableau(0.5), 2), "ancestral", 2, 2, 0.0, "exponential", {},
+               "RES 2-stage exponential Runge-Kutta (Zhang et al. 2023, arXiv:2308.02157; "
+               "Cox & Matthews ETD2RK), as RES4LYF's res_2s (c2 = 1/2)."),
+    "res_3s": (lambda: M.ExpRK(M.res_3s_tableau(0.5, 1.0), 3), "ancestral", 3, 3, 0.0,
+               "exponential", {},
+               "RES 3-stage exponential Runge-Kutta of third order (Hochbruck & Ostermann "
+               "2005 conditions), as RES4LYF's res_3s (c2 = 1/2, c3 = 1)."),
+    "res_2m": (_exp_adams(2), "ancestral", 2, 1, 0.0, "exponential", {},
+               "RES 2-step multistep (Zhang et al. 2023, arXiv:2308.02157): exponential "
+               "Adams-Bashforth 2; the same algorithm as res_multistep."),
+    "res_3m": (lambda: M.ExpMultistep(M.moments_exact, order=3, max_amplification=8.0),
+               "ancestral", 3, 1, 0.0, "exponential", {},
+               "RES 3-step multistep: the parabola through the last three data predictions "
+               "integrated exactly (exponential Adams-Bashforth 3), dropping to lower order on "
+               "a step whose weights would amplify the predictions more than twice as much as "
+               "equal-step AB3's "
+               "(RES4LYF falls back to single-step methods on long steps for the same reason)."),
+}
+
+_WINDOWS = {"sa_solver": (0.2, 0.8), "sa_solver_pece": (0.2, 0.8)}
 
 SAMPLERS = {}
-for _name, _impl, _order, _calls, _eta, _family, _opts, _desc in _TABLE:
-    _spec = SamplerSpec(_name, _impl, _order, _calls, _eta, _desc, _family, dict(_opts))
+for _name, (_build, _rule, _order_, _calls, _eta, _family, _opts, _desc) in _TABLE.items():
+    _spec = SamplerSpec(_name, _build, _rule, _order_, _calls, _eta, _desc, _family, dict(_opts),
+                        noise_window=_WINDOWS.get(_name, (0.0, 1.0)))
     object.__setattr__(_spec, "fn", _make_fn(_spec))
     SAMPLERS[_name] = _spec
 
 SAMPLER_NAMES = list(SAMPLERS)
-
-# Samplers whose stochastic form is the SDE's exponential decay e^(-eta h)
-# (Lu et al. 2023, SDE-DPM-Solver++) rather than the ancestral split.
-_SDE_DECAY = {"dpmpp_2m", "dpmpp_2m_sde", "dpmpp_3m_sde"}
-
-
-def noise_fractions(name, sigmas, *, process="ve", eta=None):
-    """Per step i, the fraction of the noise standard deviation at
-    sigmas[i + 1] that sampler `name` draws fresh in that step (0 = none,
-    1 = all of it), at noise strength `eta` (None: the sampler's default).
-    A list of len(sigmas) - 1 floats; the last step to 0 adds none.
-
-    Raises ValueError for an unknown sampler, a bad eta or bad sigmas."""
-    from .core import _float_arg, read_sigmas
-    from .process import get_process
-
-    spec = get_sampler(name)
-    proc = get_process(process)
-    eta = _float_arg("eta (noise strength)", spec.default_eta if eta is None else eta, 0.0)
-    sig = read_sigmas(as_sigma_tensor(sigmas), proc)
-    out = []
-    for s, s_next in zip(sig[:-1], sig[1:]):
-        if eta == 0.0 or s_next == 0.0:
-            out.append(0.0)
-        elif name in _SDE_DECAY:
-            out.append(math.sqrt(max(0.0, 1.0 - proc.decay(s, s_next) ** (2.0 * eta))))
-        else:
-            _, up = proc.ancestral_split(s, s_next, eta)
-            out.append(up / proc.snr_sigma(s_next))
-    return out
 
 
 def get_sampler(name):
@@ -222,3 +393,31 @@ def get_sampler(name):
     except (KeyError, TypeError):
         raise ValueError(
             f"unknown sampler {name!r}; Sampler Lab has: {', '.join(SAMPLER_NAMES)}") from None
+
+
+def noise_fractions(name, sigmas, *, process="ve", eta=None, noise_window=None):
+    """Per step i, the fraction of the noise standard deviation at
+    sigmas[i + 1] that sampler `name` draws fresh in that step (0 = none,
+    1 = all of it), at noise strength `eta` (None: the sampler's default),
+    from the sampler's own noise rule and noise window (None: its default).
+    A list of len(sigmas) - 1 floats; the last step to 0 adds none.
+
+    Raises ValueError for an unknown sampler, a bad eta, window or sigmas."""
+    spec = get_sampler(name)
+    proc = get_process(process)
+    rule = get_rule(spec.rule)
+    eta = _float_arg("eta (noise strength)", spec.default_eta if eta is None else eta, 0.0)
+    sig = read_sigmas(as_sigma_tensor(sigmas), proc)
+    hi, lo = window_sigmas(proc, spec.noise_window if noise_window is None else noise_window)
+    method = spec.method()
+    clock = proc if getattr(method, "clock", None) == "lambda" else None
+    out = []
+    for s, s_next in zip(sig[:-1], sig[1:]):
+        if eta == 0.0 or s_next == 0.0 or not lo <= s_next <= hi:
+            out.append(0.0)
+            continue
+        # the rule's h as the method measures it (its floored lambda at sigma = 1)
+        decay = math.exp(clock.lam(s) - clock.lam(s_next)) if clock is not None else None
+        up = rule.split(proc, s, s_next, eta, decay)[1]
+        out.append(up / proc.snr_sigma(s_next))
+    return out

@@ -271,7 +271,7 @@ def optimize(model, x_shape: Sequence[int], sampler_name: str, steps: int, *,
     kwargs = dict(extra_args=extra_args, disable=True, process=process, eta=0.0)
 
     # 1. The reference trajectory, and a half-resolution solve to estimate its error.
-    from ..samplers.exponential import data_step  # the DDIM / DPM-Solver++(1) step
+    from ..samplers.methods import data_step  # the DDIM / DPM-Solver++(1) step
     n_ref = reference_steps or REFERENCE_STEPS
     # The answer a schedule is judged by is the ODE's end at sigma = 0, which
     # stopping at sigma_min and denoising misses by O(sigma_min^2) (1e-3 RMSE

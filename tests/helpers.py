@@ -22,8 +22,13 @@ VE_SIGMA_MAX = 80.0
 SIGMA_MIN = 0.002
 
 # Samplers whose stochastic form is the default (eta = 1 unless told).
+# Stochastic by default, as in the newest ComfyUI (its SDE, ancestral, DDPM,
+# LCM, ER-SDE, SEEDS and SA-Solver samplers all add noise).
 ANCESTRAL_DEFAULT = {"euler_ancestral", "dpm_2_ancestral", "dpmpp_2s_ancestral",
-                     "dpmpp_sde", "dpmpp_2m_sde", "dpmpp_3m_sde"}
+                     "dpmpp_sde", "dpmpp_2m_sde", "dpmpp_3m_sde", "dpmpp_sde_gpu",
+                     "dpmpp_2m_sde_gpu", "dpmpp_2m_sde_heun", "dpmpp_2m_sde_heun_gpu",
+                     "dpmpp_3m_sde_gpu", "ddpm", "lcm", "res_multistep_ancestral", "er_sde",
+                     "seeds_2", "seeds_3", "sa_solver", "sa_solver_pece"}
 
 
 def gaussian(process, channels=3, ndim=4):

@@ -10,7 +10,8 @@ eps = (x - alpha D) / sigma, used two ways:
 
 Both integrate from sigmas[0] to the last nonzero sigma, as ComfyUI's call of
 k-diffusion does. Unlike the host, a schedule ending in 0 then gets one
-denoise, so the result carries no leftover noise at sigma_min.
+denoise, so the result carries no leftover noise at sigma_min; dpm_fast
+spends one call less on the way so that n steps cost n calls, like the host.
 
 General process. The paper states its updates for any (alpha, sigma) pair,
 e.g. DPM-Solver-1 x_t = (alpha_t / alpha_s) x_s - sigma_t (e^h - 1) eps_s;
@@ -20,25 +21,21 @@ eps_s = alpha_t D_s exactly, so every first-order part is written as
 alpha_t D_s + sigma_t eps_s: no division by alpha, and no cancellation of two
 terms of size alpha_t / alpha_s when alpha_s is small.
 
-Flow at sigma = 1 (alpha = 0, lambda = -inf): the uniform lambda grid and
-the weights of the higher-order terms need a finite start, so the solver
-starts at the process's finite lambda(1) (alpha read as 1e-4). The model is
-still called at sigma = 1, and eps there is exactly x, so the first-order part
-is the exact DDIM step from pure noise. The corrections then take that eps as
-the value at lambda(1), which it is to O(e^(2 lambda(1))) = 1e-8: along the
-ODE, for data with finite covariance C, D = mean + C eps alpha / sigma + ...,
-so eps departs from its pure-noise value like C e^(2 lambda) / 2.
+Flow. The solver integrates in -log(sigma) for both processes (the clock of
+methods.py): the probability-flow ODE has the VE form in (x, sigma) for flow
+too, so there "eps" is (x - D) / sigma and the formulas are k-diffusion's as
+the newest ComfyUI runs them on flow models, with lambda(1) = 0 finite. Only
+the ancestral noise uses the process: the split of the process gives sigma_down,
+and the fresh noise re-mixes as (1 - s) x0 + s n. (The first round integrated
+in flow's own lambda from a floor at -6; from there the noise-prediction
+corrections are amplified by e^H ~ 400x, which at eta = 1 ended a 4-step run
+with 36x the data's std.)
 """
 import math
 
 import torch
 
-# Measured on Gaussian data, flow process, shift-3 schedules: starting the
-# grid at lambda = -6 instead of -9.2 cut dpm_fast's RMSE at 15 calls from
-# 0.13 to 0.019, and dpm_adaptive's at default tolerances from 0.20 to 0.016.
-# (-5 did a little better at 15 calls but left a 1.5e-5 error floor that
-# third-order convergence at 240 calls runs into.)
-LAM_FLOOR = -6.0
+from .process import VE
 
 
 def _phi(h):
@@ -52,33 +49,25 @@ class _Solver:
     """DPM-Solver stages between points given by lambda, for one run."""
 
     def __init__(self, run):
-        self.run, self.proc = run, run.proc
+        self.run, self.proc, self.clock = run, run.proc, VE
         sig = run.sig
         # ComfyUI hands k-diffusion sigma_max = sigmas[0] and the last nonzero
         # sigma as sigma_min.
         self.sigma_max = sig[0]
         self.sigma_min = sig[-2] if sig[-1] == 0.0 else sig[-1]
-        self.lam_start = self.proc.lam(self.sigma_max)
-        if self.proc.alpha(self.sigma_max) == 0.0:
-            # Pure noise (flow at sigma = 1): lambda = -inf, which the process
-            # reads as -9.2, and a uniform grid from there spends a third of
-            # its steps in sigma > 0.99, where the latent barely changes. Start
-            # the grid at LAM_FLOOR instead (alpha / sigma = 0.25%, the SNR of
-            # a VE latent at sigma 403). The first step still starts from the
-            # exact eps = x at sigma = 1; the corrections read it as the value
-            # at LAM_FLOOR, true to O(e^(2 LAM_FLOOR)) = 6e-6 (see above).
-            self.lam_start = max(self.lam_start, LAM_FLOOR)
-        self.lam_end = self.proc.lam(self.sigma_min)
+        self.lam_start = self.clock.lam(self.sigma_max)
+        self.lam_end = self.clock.lam(self.sigma_min)
 
     def point(self, lam):
-        """(sigma, alpha) of the solver's point at lambda: every coefficient
-        comes from here, so all of them agree with the lambda steps."""
-        sigma = self.proc.sigma_from_lam(lam)
-        return sigma, self.proc.alpha(sigma)
+        """(sigma, alpha) of the solver's point at lambda on its clock: every
+        coefficient comes from here, so all of them agree with the lambda
+        steps (alpha = 1: the VE form)."""
+        sigma = self.clock.sigma_from_lam(lam)
+        return sigma, 1.0
 
     def model_sigma(self, lam):
-        """Where the model is asked: the schedule's own number at its ends
-        (sigma = 1 for flow, where the point's sigma is 1 - 1e-4)."""
+        """Where the model is asked: the schedule's own numbers at its ends
+        (exactly, not through exp(-log(sigma)))."""
         if lam == self.lam_start:
             return self.sigma_max
         if lam == self.lam_end:
@@ -89,18 +78,11 @@ class _Solver:
         """Model at lambda -> (denoised, eps)."""
         sigma = self.model_sigma(lam)
         denoised = self.run.denoise_at(x, sigma)
-        # eps where the latent really is (eps = x at flow's sigma = 1), not at
-        # the point's floored alpha = 1e-4: that would read pure noise as a
-        # latent at sigma / alpha = 1e4, a 1e-4 relative error in the result.
-        alpha = self.proc.alpha(sigma)
-        scaled = denoised if alpha == 1.0 else denoised * alpha
-        return denoised, (x - scaled) / sigma
+        return denoised, (x - denoised) / sigma
 
     def first_order(self, denoised, eps, lam_to):
         """DPM-Solver-1 (= DDIM) from the step's start to lam_to."""
-        sigma, alpha = self.point(lam_to)
-        scaled = denoised if alpha == 1.0 else denoised * alpha
-        return scaled + eps * sigma
+        return denoised + eps * self.point(lam_to)[0]
 
     # Each solver below starts from the step's first evaluation (denoised,
     # eps at lam) and returns the latent at lam_to; intermediate points are at
@@ -153,11 +135,12 @@ class _Solver:
         if eta == 0.0:
             return lam_next, 0.0
         proc = self.proc
-        sigma, sigma_next = self.point(lam)[0], self.point(lam_next)[0]
+        sigma, sigma_next = self.model_sigma(lam), self.model_sigma(lam_next)
         sigma_down, _ = proc.ancestral_split(sigma, sigma_next, eta)
         # eta large enough asks for all of sigma_next as fresh noise
         # (sigma_down = 0, lambda = inf): the cap applies.
-        lam_to = self.lam_end if sigma_down <= 0.0 else min(self.lam_end, proc.lam(sigma_down))
+        lam_to = self.lam_end if sigma_down <= 0.0 else min(self.lam_end,
+                                                             self.clock.lam(sigma_down))
         hat_next = proc.snr_sigma(sigma_next)
         hat_to = proc.snr_sigma(self.point(lam_to)[0])
         return lam_to, math.sqrt(max(0.0, hat_next * hat_next - hat_to * hat_to))
@@ -206,7 +189,8 @@ def _fast_orders(nfe):
 def sample_dpm_fast(run):
     sv = _Solver(run)
     x = run.x
-    nfe = len(run.sig) - 1
+    # n steps, n calls: the final denoise of a schedule ending in 0 is one of them
+    nfe = len(run.sig) - 1 - (1 if run.sig[-1] == 0.0 else 0)
     lam0, lam1 = sv.lam_start, sv.lam_end
     lam = lam0
     steps = 0
