@@ -35,6 +35,7 @@ import math
 
 import torch
 
+from .noise_rules import get_rule
 from .process import VE
 
 
@@ -136,7 +137,12 @@ class _Solver:
             return lam_next, 0.0
         proc = self.proc
         sigma, sigma_next = self.model_sigma(lam), self.model_sigma(lam_next)
-        sigma_down, _ = proc.ancestral_split(sigma, sigma_next, eta)
+        # The split of the process with the step's decay read on the solver's
+        # clock (sigma_next / sigma): from flow's pure noise the process's own
+        # decay is 0 whatever the step, every attempt would be all fresh and
+        # dpm_adaptive's controller could never accept a step.
+        sigma_down, _ = get_rule("ancestral").split(proc, sigma, sigma_next, eta,
+                                                    decay=sigma_next / sigma)
         # eta large enough asks for all of sigma_next as fresh noise
         # (sigma_down = 0, lambda = inf): the cap applies.
         lam_to = self.lam_end if sigma_down <= 0.0 else min(self.lam_end,

@@ -39,14 +39,11 @@ from .registry import SCHEDULE_NAMES, get_sigmas
 __all__ = ["optimize", "OptimizeResult", "search_cost_floor", "fixed_starts", "UNTUNABLE"]
 
 UNTUNABLE = ("dpm_fast", "dpm_adaptive")
-# Third order: on the digits model 128 lambda-uniform steps are within 1e-5
-# (VE) and 3e-4 (flow) of a 2048-step RK4 solve, 2M needs 4x the steps.
+# Third order: on the digits model 128 steps uniform in -log(sigma) are
+# within 1e-5 (VE) of a 2048-step RK4 solve; 2M needs 4x the steps.
 REFERENCE_SAMPLER = "uni_pc"
 REFERENCE_ORDER = 3
 REFERENCE_STEPS = 128
-# A flow model at sigma = 1 has lambda = -inf (floored at -9.2); grid points
-# between sigma 0.9975 (lambda -6) and 1 would be wasted, so the grid starts there.
-LAMBDA_LOW = -6.0
 # The reference continues down to sigma_min * REFERENCE_FLOOR (see optimize).
 REFERENCE_FLOOR = 0.01
 MAX_STEPS = 200
@@ -145,14 +142,12 @@ def _check_int(name, value, lo, hi):
     return value
 
 
-def _lam_grid(proc, sigma_max, sigma_min, n):
-    """n sigmas from sigma_max to sigma_min, uniform in lambda from
-    max(lambda(sigma_max), LAMBDA_LOW)."""
-    lam_hi = proc.lam(sigma_min)
-    lam_lo = max(proc.lam(sigma_max), min(LAMBDA_LOW, lam_hi - 1.0))
-    lams = [lam_lo + (lam_hi - lam_lo) * k / (n - 1) for k in range(n)]
-    sig = [proc.sigma_from_lam(v) for v in lams]
-    # Exact ends; where lambda was clipped the first step jumps from sigma_max.
+def _lam_grid(sigma_max, sigma_min, n):
+    """n sigmas from sigma_max to sigma_min, uniform in -log(sigma): the clock
+    the reference sampler integrates in for both processes (samplers/methods.py),
+    finite at flow's sigma = 1."""
+    lo, hi = -math.log(sigma_max), -math.log(sigma_min)
+    sig = [math.exp(-(lo + (hi - lo) * k / (n - 1))) for k in range(n)]
     sig[0], sig[-1] = sigma_max, sigma_min
     return sig
 
@@ -279,7 +274,7 @@ def optimize(model, x_shape: Sequence[int], sampler_name: str, steps: int, *,
     # sigma_min; schedule points stay at or above it.
     sigma_floor = sigma_min * REFERENCE_FLOOR if reference_floor is None else _check_number(
         "reference_floor", reference_floor, 0.0, sigma_min)
-    grid = _lam_grid(proc, sigma_max, sigma_floor, n_ref)
+    grid = _lam_grid(sigma_max, sigma_floor, n_ref)
     xs, ds = [], []
 
     def record(info):
@@ -287,7 +282,7 @@ def optimize(model, x_shape: Sequence[int], sampler_name: str, steps: int, *,
         ds.append(info["denoised"].detach().clone())
     ref_fn = get_sampler(REFERENCE_SAMPLER).fn
     x_end = ref_fn(counted, x, _as_schedule(grid), callback=record, **kwargs)
-    coarse = _lam_grid(proc, sigma_max, sigma_floor, max(4, n_ref // 2))
+    coarse = _lam_grid(sigma_max, sigma_floor, max(4, n_ref // 2))
     x_coarse = ref_fn(counted, x, _as_schedule(coarse), **kwargs)
     # Order p: the half-resolution error is ~2^p times the full one.
     reference_error = _rmse(x_coarse, x_end) / (2 ** REFERENCE_ORDER - 1)
@@ -313,7 +308,7 @@ def optimize(model, x_shape: Sequence[int], sampler_name: str, steps: int, *,
                                 x_end, steps),
         "karras": get_sigmas("karras", steps, sigma_min=sigma_min,
                              sigma_max=sigma_max).tolist()[:-1],
-        "lambda_uniform": _lam_grid(proc, sigma_max, sigma_min, steps) if steps > 1
+        "lambda_uniform": _lam_grid(sigma_max, sigma_min, steps) if steps > 1
         else [sigma_max],
     }
     for name, sig in (starts or {}).items():

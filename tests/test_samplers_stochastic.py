@@ -32,7 +32,10 @@ SIGMA_MIN = 0.01
 N0 = 50
 
 # dpm_adaptive picks its own steps, so the N / 2N extrapolation does not apply.
-FIXED_STEP = [n for n in samplers.SAMPLER_NAMES if n != "dpm_adaptive"]
+# LCM's sampling assumes a consistency model (the denoiser returns a sample of
+# the data, not its posterior mean): with an exact denoiser its output is
+# shrunk on purpose, and test_lcm_follows_its_closed_form checks it exactly.
+FIXED_STEP = [n for n in samplers.SAMPLER_NAMES if n not in ("dpm_adaptive", "lcm")]
 
 
 def refining_schedule(process, n):
@@ -102,9 +105,41 @@ def test_flow_linear_schedule_is_not_burnt(name):
     assert ((s / std - 1).abs() <= 0.10).all(), report
 
 
+@pytest.mark.parametrize("process", models.PROCESSES)
+def test_lcm_follows_its_closed_form(process):
+    """LCM (Luo et al. 2023, Alg. 1): x_next = alpha' D(x) + sigma' z. With the
+    exact denoiser of Gaussian data D = m + k (x - alpha m), k = alpha c /
+    (alpha^2 c + sigma^2), so mean and variance follow a closed recursion:
+    mean_D = m + k (mean_x - alpha m), var_D = k^2 var_x, then
+    mean_x' = alpha' mean_D, var_x' = alpha'^2 var_D + sigma'^2."""
+    data = H.gaussian(process, channels=2)
+    sig = refining_schedule(process, 12).double()
+    x = data.noisy(SHAPE, float(sig[0]), torch.Generator().manual_seed(11), torch.float32)
+    out = samplers.get_sampler("lcm").fn(data.denoiser, x, sig.float(), process=process,
+                                         noise=samplers.GaussianNoise(x, 12)).double()
+    m, c = data.mean.reshape(2).double(), data.std.reshape(2).double() ** 2
+    alpha = (lambda s: 1.0) if process == "ve" else (lambda s: 1.0 - s)
+    s0 = float(sig[0])
+    mean_x, var_x = alpha(s0) * m, alpha(s0) ** 2 * c + s0 ** 2
+    for s, s_next in zip(sig[:-1].tolist(), sig[1:].tolist()):
+        k = alpha(s) * c / (alpha(s) ** 2 * c + s * s)
+        mean_d, var_d = m + k * (mean_x - alpha(s) * m), k * k * var_x
+        mean_x, var_x = alpha(s_next) * mean_d, alpha(s_next) ** 2 * var_d + s_next ** 2
+    std = var_x.sqrt()
+    got_m, got_s = out.mean(dim=(0, 2, 3)), out.std(dim=(0, 2, 3))
+    report = f"lcm ({process}): mean {got_m.tolist()} vs {mean_x.tolist()}, std {got_s.tolist()} vs {std.tolist()}"
+    assert ((got_m - mean_x).abs() <= 5 * std / math.sqrt(PER_CHANNEL)).all(), report
+    assert ((got_s - std).abs() <= 5 * std / math.sqrt(2 * PER_CHANNEL)).all(), report
+    # and the shrinkage is real: well below the data's std
+    assert (got_s < 0.97 * data.std.reshape(2)).all(), report
+
+
 # --- Brownian noise: convergence as steps grow, and seeding -------------------
 
-BROWNIAN = ["euler_ancestral", "dpmpp_2m_sde", "dpmpp_sde", "dpmpp_3m_sde"]
+# Every stochastic sampler but LCM (whose steps are not a discretisation of
+# one SDE: it re-noises completely, so refining the steps does not converge).
+BROWNIAN = [n for n in samplers.SAMPLER_NAMES
+            if samplers.get_sampler(n).stochastic and n not in ("lcm", "dpm_adaptive")]
 SMALL = (4, 2, 4, 4)
 
 

@@ -81,9 +81,12 @@ def test_strictly_better_for_euler_and_dpmpp_2m(name, process):
                                dtype=torch.float64, starts=fixed)
         ours = _error(name, g, x_test, ref, r.sigmas, process)
         assert ours < 0.95 * best_fixed, (calls, ours, best_fixed)
-        # The estimate on the calibration batch tracks the test error.
+        # The estimate on the calibration batch tracks the test error, to the
+        # reference's own error (flow: ~2e-5, where the searched dpmpp_2m
+        # schedules land, 100-1000x below the fixed ones).
         assert r.error_after <= r.error_before
-        assert r.error_after == pytest.approx(ours, rel=0.5)
+        assert abs(r.error_after - ours) <= 0.5 * ours + 2 * r.reference_error, \
+            (calls, r.error_after, ours, r.reference_error)
 
 
 def test_without_fixed_starts_it_still_beats_karras():

@@ -178,27 +178,26 @@ def test_linear_flow_schedule_improves_with_steps(variant):
     assert errs[0] > errs[1] > errs[2] and errs[2] < 0.2, errs
 
 
-def test_first_step_from_pure_noise_is_trapezoid_in_snr():
-    """With u = alpha / sigma the ODE reads d(x / sigma)/du = D, so from
-    pure noise (u = 0) x_1 / s_1 = x_0 + int_0^u1 D du. UniC-1 corrects the
-    first step to the trapezoid rule on that integral for both variants
-    (B(h) = h is infinite there; its finite limit is B = 1). Checked at the
-    next model call, which sees the corrected point moved one DDIM step."""
-    data = H.gaussian("flow")
-    x0 = data.noisy(SHAPE, 1.0, torch.Generator().manual_seed(9), torch.float64)
-    s1, s2 = 0.9, 0.7
-    sig = torch.tensor([1.0, s1, s2, 0.0], dtype=torch.float64)
-    for name in NAMES.values():
-        rec = H.Recorder()
-        samplers.get_sampler(name).fn(data.denoiser, x0, sig, process="flow", order=1,
-                                      callback=rec)
-        m0, m1 = rec.steps[0]["denoised"], rec.steps[1]["denoised"]
-        u1 = (1 - s1) / s1
-        x1 = s1 * (x0 + u1 * (m0 + m1) / 2)
-        # DDIM in the same variable: x2 / s2 = x1 / s1 + (u2 - u1) m1
-        u2 = (1 - s2) / s2
-        x2 = s2 * (x1 / s1 + (u2 - u1) * m1)
-        assert H.rel_err(rec.steps[2]["x"], x2) < 1e-12, name
+@pytest.mark.parametrize("process", ["ve", "flow"])
+def test_corrector_of_bh2_is_the_trapezoid_in_inverse_sigma(process):
+    """In -log(sigma), the clock of the deterministic samplers for both
+    processes, the ODE reads d(x / sigma)/du = D with u = 1 / sigma, so a
+    step is x_1 / s_1 = x_0 / s_0 + int_u0^u1 D du. UniC-1 of B(h) = 1 - e^-h
+    (rho = 1/2) is the trapezoid rule on that integral, also for the first
+    step out of flow's pure noise (u = 1, finite). Checked at the next model
+    call, which sees the corrected point moved one DDIM step."""
+    data = H.gaussian(process)
+    s0 = 1.0 if process == "flow" else 14.6
+    x0 = data.noisy(SHAPE, s0, torch.Generator().manual_seed(9), torch.float64)
+    s1, s2 = (0.9, 0.7) if process == "flow" else (5.0, 2.0)
+    sig = torch.tensor([s0, s1, s2, 0.0], dtype=torch.float64)
+    rec = H.Recorder()
+    samplers.get_sampler("uni_pc_bh2").fn(data.denoiser, x0, sig, process=process, order=1,
+                                          callback=rec)
+    m0, m1 = rec.steps[0]["denoised"], rec.steps[1]["denoised"]
+    x1 = s1 * (x0 / s0 + (1 / s1 - 1 / s0) * (m0 + m1) / 2)
+    x2 = s2 * (x1 / s1 + (1 / s2 - 1 / s1) * m1)
+    assert H.rel_err(rec.steps[2]["x"], x2) < 1e-12
 
 
 @pytest.mark.parametrize("h", [1e-7, 1e-3, 0.5, 0.999, 1.001, 4.0, 30.0])
@@ -270,19 +269,18 @@ def test_eta_one_order_two_is_sde_dpmpp_2m(variant, process):
     = (sigma_next / alpha_next) e^-h), and UniP-2 with rho solved over
     H = 2h and the trend in elapsed lambda is SDE-DPM-Solver++(2M) (Lu et al.
     2023) with the weight 1 - (1 - e^-H) / H, term by term. The corrector must
-    stay off for this to hold. Flow: dpmpp_2m_sde takes its first step's noise
-    scale from the floored lambda at sigma = 1 (sqrt(1 - e^-2h), h ~ 7, off by
-    ~3e-7) where the split is exact, hence 1e-6 there."""
+    stay off for this to hold. dpmpp_2m integrates in the same clock as
+    UniPC (-log sigma) for both processes."""
     data = H.gaussian(process)
     s0 = H.sigma_max(process)
     x = data.noisy(SHAPE, s0, torch.Generator().manual_seed(6), torch.float64)
     sig = H.schedule(process, 15)
-    ref = samplers.get_sampler("dpmpp_2m_sde").fn(data.denoiser, x, sig, process=process,
-                                                 eta=1.0, solver_type="heun",
-                                                 noise=H.ReplayNoise(x, 8))
+    ref = samplers.get_sampler("dpmpp_2m").fn(data.denoiser, x, sig, process=process,
+                                             eta=1.0, solver_type="heun",
+                                             noise=H.ReplayNoise(x, 8))
     out = samplers.get_sampler(NAMES[variant]).fn(data.denoiser, x, sig, process=process,
                                                   eta=1.0, order=2, noise=H.ReplayNoise(x, 8))
-    assert H.rel_err(out, ref) < (1e-10 if process == "ve" else 1e-6)
+    assert H.rel_err(out, ref) < 1e-10
 
 
 @pytest.mark.parametrize("eta", [0.5, 1.0])
