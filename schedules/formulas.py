@@ -1,12 +1,14 @@
 """Closed-form schedules: sigma as a formula of the step index.
 
-Every function takes the step count and a `Context` and returns the `steps`
-positive sigmas, largest first, in float64; the registry appends the final 0
-and checks the result.
+Every function takes the step count and a `Context` and returns the whole
+schedule in float64, largest sigma first, ending in 0; the registry checks
+it and rounds it to float32.
 """
 import math
 
 import numpy as np
+
+from .discrete import append_zero
 
 
 def _ramp(steps):
@@ -20,12 +22,13 @@ def karras(steps, ctx, rho):
     """Karras et al. 2022 (EDM), eq. 5: uniform steps in sigma^(1/rho)."""
     top = ctx.sigma_max ** (1.0 / rho)
     bottom = ctx.sigma_min ** (1.0 / rho)
-    return (top + _ramp(steps) * (bottom - top)) ** rho
+    return append_zero((top + _ramp(steps) * (bottom - top)) ** rho)
 
 
 def exponential(steps, ctx):
     """Uniform steps in log sigma."""
-    return np.exp(np.linspace(math.log(ctx.sigma_max), math.log(ctx.sigma_min), steps))
+    return append_zero(np.exp(np.linspace(math.log(ctx.sigma_max), math.log(ctx.sigma_min),
+                                          steps)))
 
 
 def polyexponential(steps, ctx, rho):
@@ -33,14 +36,15 @@ def polyexponential(steps, ctx, rho):
     rho = 1 is `exponential`, larger rho spends more steps at low noise."""
     ramp = (1.0 - _ramp(steps)) ** rho
     log_min, log_max = math.log(ctx.sigma_min), math.log(ctx.sigma_max)
-    return np.exp(ramp * (log_max - log_min) + log_min)
+    return append_zero(np.exp(ramp * (log_max - log_min) + log_min))
 
 
 def kl_optimal(steps, ctx):
     """Uniform steps in atan(sigma) (arXiv 2404.14507, "KL-optimal" under
     their assumptions)."""
     t = _ramp(steps)
-    return np.tan(t * math.atan(ctx.sigma_min) + (1.0 - t) * math.atan(ctx.sigma_max))
+    return append_zero(np.tan(t * math.atan(ctx.sigma_min) +
+                              (1.0 - t) * math.atan(ctx.sigma_max)))
 
 
 def _laplace_time(log_sigma, mu, beta):
@@ -78,7 +82,7 @@ def laplace(steps, ctx, mu, beta):
     sigmas[0] = ctx.sigma_max
     if steps > 1:
         sigmas[-1] = ctx.sigma_min
-    return sigmas
+    return append_zero(sigmas)
 
 
 def vp(steps, ctx, beta_d, beta_min, eps_s):
@@ -87,7 +91,7 @@ def vp(steps, ctx, beta_d, beta_min, eps_s):
     from beta_d, beta_min and eps_s; sigma_min and sigma_max do not apply."""
     t = np.linspace(1.0, eps_s, steps)
     # expm1: near t = eps_s the exponent is ~1e-4, where exp(x) - 1 cancels.
-    return np.sqrt(np.expm1(beta_d * t ** 2 / 2.0 + beta_min * t))
+    return append_zero(np.sqrt(np.expm1(beta_d * t ** 2 / 2.0 + beta_min * t)))
 
 
 def linear_quadratic(steps, ctx, threshold_noise, linear_steps):
@@ -104,7 +108,7 @@ def linear_quadratic(steps, ctx, threshold_noise, linear_steps):
     """
     n = steps
     if n == 1:
-        return np.array([ctx.sigma_max])
+        return np.array([ctx.sigma_max, 0.0])
     lin = n // 2 if linear_steps is None else linear_steps
     if lin > n:
         raise ValueError(f"linear_quadratic: linear_steps must be an integer in [0, steps] "
@@ -127,4 +131,4 @@ def linear_quadratic(steps, ctx, threshold_noise, linear_steps):
         a = (lin - thr * n) / (lin * quad * quad)
         j = i - lin
         s = np.where(i < lin, i * thr / lin, thr + (thr / lin) * j + a * j * j)
-    return ctx.sigma_max * (1.0 - s)
+    return append_zero(ctx.sigma_max * (1.0 - s))

@@ -1,13 +1,13 @@
 """Schedules published as tables: Align Your Steps and GITS.
 
-Both were optimized for particular models and step counts; other step counts
+Each was optimized for particular models and step counts; other step counts
 are log-linear interpolations of a published table, and the smallest
 published sigma is replaced by 0 (as the host's nodes do). They ignore
 sigma_min, sigma_max and the model's table.
 """
 import numpy as np
 
-from .discrete import sd1_table64
+from .discrete import append_zero, sd1_table64
 
 # Align Your Steps (Sabour et al. 2024), 10 steps each. NVIDIA publishes the
 # SD 1.5 and SDXL schedules as training timesteps of the SD sigma table
@@ -406,7 +406,7 @@ def loglinear(values, count):
 
 def align_your_steps(steps, ctx, model_type):
     """Align Your Steps; other step counts than 10 are interpolated."""
-    return loglinear(ays_table(model_type), steps + 1)[:-1]
+    return append_zero(loglinear(ays_table(model_type), steps + 1)[:-1])
 
 
 def gits(steps, ctx, coeff):
@@ -414,7 +414,7 @@ def gits(steps, ctx, coeff):
     beyond. A single step has no table: it is [first sigma, 0]."""
     rows = _gits_rows(_gits_key(coeff))
     if steps == 1:
-        return rows[0][:1]
+        return append_zero(rows[0][:1])
     if steps <= GITS_MAX_TABLE_STEPS:
-        return rows[steps - 2][:-1]
-    return loglinear(rows[-1], steps + 1)[:-1]
+        return append_zero(rows[steps - 2][:-1])
+    return append_zero(loglinear(rows[-1], steps + 1)[:-1])
