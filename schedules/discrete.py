@@ -163,3 +163,28 @@ def beta_schedule(steps, ctx, alpha, beta):
     keep = np.ones(len(t), dtype=bool)
     keep[1:] = t[1:] != t[:-1]
     return append_zero(table[t[keep]])
+
+
+SD_TURBO_GRID = 10
+
+
+def sd_turbo_denoised(steps, ctx, denoise):
+    """SD-Turbo's schedule (the host's SDTurboScheduler node): the model's
+    sigma at every 100th timestep from 999 (999, 899, ..., 99), starting
+    10 - int(10 denoise) grid points in, `steps` of them, then 0.
+
+    The grid has 10 points; where `steps` do not fit after the start this
+    raises (the host would silently return fewer)."""
+    start = SD_TURBO_GRID - int(SD_TURBO_GRID * denoise)
+    room = SD_TURBO_GRID - start
+    if steps > room:
+        where = "" if start == 0 else f" from denoise {denoise:g} on"
+        raise ValueError(f"sd_turbo: steps must be at most {room} (its grid is every "
+                         f"100th timestep from 999{where}), got {steps}")
+    grid = 100.0 * np.arange(SD_TURBO_GRID, 0, -1) - 1.0
+    return append_zero(ctx.sampling.sigma(grid[start:start + steps]))
+
+
+def sd_turbo(steps, ctx):
+    """sd_turbo_denoised at denoise 1: from timestep 999."""
+    return sd_turbo_denoised(steps, ctx, 1.0)

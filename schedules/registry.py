@@ -3,6 +3,7 @@
 Names are stable forever: saved workflows refer to them.
 """
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Callable, Dict, Optional, Tuple
 
 import torch
@@ -61,6 +62,8 @@ _ALPHA = _float(0.6, 0.0, 50.0, "Beta distribution alpha (a < 1: more steps at h
                 lo_open=True)
 _BETA = _float(0.6, 0.0, 50.0, "Beta distribution beta (b < 1: more steps at low noise)",
                lo_open=True)
+_PIVOT = "where the arctan step of stage {} is steepest, as a fraction of the steps"
+_SLOPE = "steepness of the arctan step of stage {} (per 40 steps)"
 
 # name -> (impl, needs_model_sigmas, sigma_inputs, params, description).
 # Names whose widget values are saved in workflows: append only, at the end.
@@ -119,8 +122,43 @@ _TABLE = {
                {"text": Param("", None, None, "sigmas, comma separated, largest first",
                               kind="text")},
                "sigmas typed as text; steps must match"),
+    "bong_tangent": (formulas.bong_tangent, False, ("sigma_max",),
+                     {"middle": _float(0.5, 0.0, 1.0, "sigma where the two stages meet, as "
+                                                      "a fraction of sigma_max",
+                                       lo_open=True, hi_open=True),
+                      "pivot_1": _float(0.6, 0.0, 1.0, _PIVOT.format(1)),
+                      "pivot_2": _float(0.6, 0.0, 1.0, _PIVOT.format(2)),
+                      "slope_1": _float(0.2, 0.0, 100.0, _SLOPE.format(1), lo_open=True),
+                      "slope_2": _float(0.2, 0.0, 100.0, _SLOPE.format(2), lo_open=True)},
+                     "RES4LYF's two-stage arctan schedule, in units of sigma_max"),
+    "beta57": (partial(discrete.beta_schedule, alpha=0.5, beta=0.7), True, (), {},
+               "beta with alpha 0.5, beta 0.7 (RES4LYF's beta57)"),
+    "optimal_steps": (tables.optimal_steps, False, (),
+                      {"model_type": Param("FLUX", None, None, "which published schedule",
+                                           kind="choice", choices=tables.OSS_MODELS)},
+                      "Optimal Stepsize tables for flow models (arXiv 2503.21774), "
+                      "interpolated for other step counts"),
+    "sd_turbo": (discrete.sd_turbo, True, (), {},
+                 "SD-Turbo: every 100th timestep from 999 (at most 10 steps); denoise "
+                 "starts further down the same grid"),
+    "ltxv": (formulas.ltxv, False, (),
+             {"max_shift": _float(2.05, 0.0, 100.0, "shift at 4096 tokens"),
+              "base_shift": _float(0.95, 0.0, 100.0, "shift at 1024 tokens"),
+              "stretch": Param("true", None, None, "stretch so the last sigma before 0 is "
+                                                   "terminal", kind="choice",
+                               choices=("true", "false")),
+              "terminal": _float(0.1, 0.0, 0.99, "last sigma before 0 when stretched",
+                                 lo_open=True),
+              "tokens": Param(4096, 1, 2 ** 31 - 1, "latent tokens (frames x height x "
+                                                    "width of the latent)", kind="int")},
+             "LTX-Video: linear sigmas through a token-count shift, stretched to terminal"),
 }
-_REPEATS = {"simple", "ddim_uniform", "beta"}
+# Own rules where the KSampler's denoise (more steps, keep the tail) is not
+# the schedule's: SD-Turbo starts further down its fixed grid.
+_DENOISE = {"sd_turbo": discrete.sd_turbo_denoised}
+# Table look-ups repeat a sigma where the table does (a clamped table, e.g.
+# Stable Cascade's) or, for simple, past the table's length.
+_REPEATS = {"simple", "ddim_uniform", "beta", "beta57"}
 
 
 def _make_fn(name):
@@ -136,7 +174,7 @@ def _make_fn(name):
 SCHEDULES = {
     name: ScheduleSpec(name=name, fn=_make_fn(name), needs_model_sigmas=needs,
                        params=params, description=description, sigma_inputs=inputs,
-                       impl=impl, repeats=name in _REPEATS, denoise_impl=None)
+                       impl=impl, repeats=name in _REPEATS, denoise_impl=_DENOISE.get(name))
     for name, (impl, needs, inputs, params, description) in _TABLE.items()
 }
 SCHEDULE_NAMES = list(SCHEDULES)

@@ -1,6 +1,7 @@
-"""Schedules on every model family and the KSampler's denoise semantics,
-each against its definition computed here in float64 (the host's equations,
-written out in this file). The hosts' own outputs are compared in
+"""Schedules on every model family, the KSampler's denoise semantics, and the
+newer schedules (bong_tangent, beta57, optimal_steps, sd_turbo, ltxv), each
+against its definition computed here in float64 (the host's and the authors'
+equations, written out in this file). The hosts' own outputs are compared in
 tests/host/test_schedule_parity.py."""
 import math
 
@@ -227,6 +228,160 @@ def test_denoise_errors():
         ksampler_sigmas("karras", 5, float("nan"))
     with pytest.raises(ValueError, match=r"steps / denoise must be at most 100000"):
         ksampler_sigmas("karras", 10000, 0.01)
+
+
+# --------------------------------------------------------------------------
+# bong_tangent (RES4LYF, ClownsharkBatwing)
+
+
+def bong_reference(steps, pivot_1=0.6, pivot_2=0.6, slope_1=0.2, slope_2=0.2, middle=0.5):
+    """RES4LYF's definition: M = steps + 2 points, split at
+    int(M (p1 + p2) / 2), each stage the arctan step
+    ((2/pi) atan(-s (x - p)) + 1) / 2 rescaled onto [stage end, stage start],
+    slopes divided by M / 40; stage 1 loses its last point."""
+    m = steps + 2
+    split = int((m * pivot_1 + m * pivot_2) / 2)
+
+    def stage(n, slope, pivot, start, end):
+        f = [((2 / math.pi) * math.atan(-slope * (x - pivot)) + 1) / 2 for x in range(n)]
+        return [(v - f[-1]) / (f[0] - f[-1]) * (start - end) + end for v in f]
+    one = stage(split, slope_1 / (m / 40), int(m * pivot_1), 1.0, middle)
+    two = stage(m - split, slope_2 / (m / 40), int(m * pivot_2) - split, middle, 0.0)
+    return np.array(one[:-1] + two)
+
+
+@pytest.mark.parametrize("steps", [2, 3, 8, 20, 30, 100])
+def test_bong_tangent_on_flow_is_res4lyfs(steps):
+    ours = schedules.get_sigmas("bong_tangent", steps, model_sampling=FlowSampling(shift=3.0))
+    close(ours, bong_reference(steps))
+    assert ours.shape == (steps + 1,) and ours[0] == 1.0 and ours[-1] == 0.0
+
+
+def test_bong_tangent_parameters_and_scale():
+    params = dict(pivot_1=0.4, pivot_2=0.7, slope_1=0.5, slope_2=0.1, middle=0.3)
+    ours = schedules.get_sigmas("bong_tangent", 25, sigma_max=14.6, **params)
+    close(ours, 14.6 * bong_reference(25, **params), rtol=2e-6)
+    with pytest.raises(ValueError, match=r"bong_tangent: middle must be a number in \(0, 1\)"):
+        schedules.get_sigmas("bong_tangent", 10, middle=1.0)
+    with pytest.raises(ValueError, match=r"bong_tangent: slope_1 must be a number in \(0, 100\]"):
+        schedules.get_sigmas("bong_tangent", 10, slope_1=0.0)
+    with pytest.raises(ValueError, match=r"bong_tangent: pivot_2 must be a number in \[0, 1\]"):
+        schedules.get_sigmas("bong_tangent", 10, pivot_2=1.5)
+    with pytest.raises(ValueError, match="leaves a stage of 1 point"):
+        schedules.get_sigmas("bong_tangent", 1)
+    with pytest.raises(ValueError, match="leaves a stage of"):
+        schedules.get_sigmas("bong_tangent", 10, pivot_1=1.0, pivot_2=1.0)
+
+
+# --------------------------------------------------------------------------
+# optimal_steps (Pei et al. 2025, arXiv:2503.21774): the published tables
+
+OSS = {
+    "FLUX": [0.9968, 0.9886, 0.9819, 0.975, 0.966, 0.9471, 0.9158, 0.8287, 0.5512, 0.2808,
+             0.001],
+    "Wan": [1.0, 0.997, 0.995, 0.993, 0.991, 0.989, 0.987, 0.985, 0.98, 0.975, 0.973, 0.968,
+            0.96, 0.946, 0.927, 0.902, 0.864, 0.776, 0.539, 0.208, 0.001],
+    "Chroma": [0.992, 0.99, 0.988, 0.985, 0.982, 0.978, 0.973, 0.968, 0.961, 0.953, 0.943,
+               0.931, 0.917, 0.9, 0.881, 0.858, 0.832, 0.802, 0.769, 0.731, 0.69, 0.646,
+               0.599, 0.55, 0.501, 0.451, 0.402, 0.355, 0.311, 0.27, 0.232, 0.199, 0.169,
+               0.143, 0.12, 0.101, 0.084, 0.07, 0.058, 0.048, 0.001],
+}
+
+
+@pytest.mark.parametrize("model_type", list(OSS))
+def test_optimal_steps_published(model_type):
+    table = np.array(OSS[model_type])
+    steps = len(table) - 1
+    expected = table.copy()
+    expected[-1] = 0.0
+    close(schedules.get_sigmas("optimal_steps", steps, model_type=model_type), expected)
+
+
+@pytest.mark.parametrize("model_type", list(OSS))
+@pytest.mark.parametrize("steps", [1, 3, 7, 16, 64])
+def test_optimal_steps_interpolated(model_type, steps):
+    table = np.array(OSS[model_type])
+    pos = np.linspace(0, 1, len(table))
+    expected = np.exp(np.interp(np.linspace(0, 1, steps + 1), pos, np.log(table)))
+    expected[-1] = 0.0
+    close(schedules.get_sigmas("optimal_steps", steps, model_type=model_type), expected)
+    assert schedules.get_schedule("optimal_steps").params["model_type"].default == "FLUX"
+
+
+def test_optimal_steps_model_type_checked():
+    with pytest.raises(ValueError, match="optimal_steps: model_type must be one of 'FLUX', "
+                                         "'Wan', 'Chroma'"):
+        schedules.get_sigmas("optimal_steps", 10, model_type="SD3")
+
+
+# --------------------------------------------------------------------------
+# sd_turbo (the host's SDTurboScheduler)
+
+
+@pytest.mark.parametrize("steps", [1, 2, 4, 10])
+def test_sd_turbo_every_hundredth_timestep(steps):
+    table = schedules.sd1_sigmas().double().numpy()
+    timesteps = [999 - 100 * k for k in range(steps)]
+    close(schedules.get_sigmas("sd_turbo", steps), with_zero(table[timesteps]))
+    ms = FlowSampling(shift=3.0)
+    close(schedules.get_sigmas("sd_turbo", steps, model_sampling=ms),
+          with_zero(sd3_sigma(3.0, np.array(timesteps) / 1000)))
+
+
+@pytest.mark.parametrize("steps,denoise,first", [(1, 0.5, 499), (2, 0.5, 499), (4, 0.3, None),
+                                                 (3, 0.3, 299), (2, 0.75, 699),
+                                                 (5, 0.99, 899), (10, 0.99, None)])
+def test_sd_turbo_denoise_starts_down_the_grid(steps, denoise, first):
+    # start = 10 - int(10 denoise) grid points in: denoise 0.5 starts at 499.
+    table = schedules.sd1_sigmas().double().numpy()
+    start = 10 - int(10 * denoise)
+    if first is None:
+        assert start + steps > 10
+        with pytest.raises(ValueError, match=rf"sd_turbo: steps must be at most {10 - start} "
+                                             rf".* from denoise {denoise:g} on"):
+            ksampler_sigmas("sd_turbo", steps, denoise)
+        return
+    assert 999 - 100 * start == first
+    close(ksampler_sigmas("sd_turbo", steps, denoise),
+          with_zero(table[[first - 100 * k for k in range(steps)]]))
+
+
+# --------------------------------------------------------------------------
+# ltxv (the host's LTXVScheduler; Lightricks LTX-Video)
+
+
+def ltxv_reference(steps, max_shift=2.05, base_shift=0.95, stretch=True, terminal=0.1,
+                   tokens=4096):
+    mu = base_shift + (max_shift - base_shift) * (tokens - 1024) / (4096 - 1024)
+    s = np.linspace(1.0, 0.0, steps + 1)[:-1]
+    z = np.exp(mu) / (np.exp(mu) + 1 / s - 1)
+    if stretch:
+        z = 1 - (1 - z) * (1 - terminal) / (1 - z[-1])
+    return with_zero(z)
+
+
+@pytest.mark.parametrize("steps", [2, 5, 20, 100])
+@pytest.mark.parametrize("kw", [{}, {"stretch": False}, {"terminal": 0.3, "tokens": 1024},
+                                {"max_shift": 3.0, "base_shift": 0.5, "tokens": 20000}])
+def test_ltxv_formula(steps, kw):
+    params = dict(kw)
+    if "stretch" in params:
+        params["stretch"] = "true" if params["stretch"] else "false"
+    ours = schedules.get_sigmas("ltxv", steps, **params)
+    close(ours, ltxv_reference(steps, **kw))
+    assert ours[0] == 1.0
+    if kw.get("stretch", True):
+        assert ours[-2].item() == pytest.approx(kw.get("terminal", 0.1), rel=1e-6)
+
+
+def test_ltxv_one_step_and_errors():
+    close(schedules.get_sigmas("ltxv", 1), [1.0, 0.0])  # no range to stretch
+    with pytest.raises(ValueError, match=r"ltxv: terminal must be a number in \(0, 0.99\]"):
+        schedules.get_sigmas("ltxv", 10, terminal=0.0)
+    with pytest.raises(ValueError, match="ltxv: stretch must be one of 'true', 'false'"):
+        schedules.get_sigmas("ltxv", 10, stretch=True)
+    with pytest.raises(ValueError, match=r"ltxv: tokens must be an integer in \[1, "):
+        schedules.get_sigmas("ltxv", 10, tokens=0)
 
 
 # --------------------------------------------------------------------------

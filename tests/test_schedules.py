@@ -17,7 +17,8 @@ from sampler_lab import schedules
 
 NAMES = ["normal", "karras", "exponential", "polyexponential", "simple", "sgm_uniform",
          "ddim_uniform", "beta", "linear_quadratic", "kl_optimal", "laplace", "vp",
-         "align_your_steps", "gits", "custom"]
+         "align_your_steps", "gits", "custom", "bong_tangent", "beta57", "optimal_steps",
+         "sd_turbo", "ltxv"]
 STEPS = [1, 2, 3, 7, 10, 20, 50, 100, 1000]
 RTOL = 1e-6  # the result is float32: a few ulps
 
@@ -114,7 +115,8 @@ def test_names_are_stable_and_in_order():
         for param in spec.params.values():
             assert isinstance(param, schedules.Param)
     table_based = {n for n in NAMES if schedules.get_schedule(n).needs_model_sigmas}
-    assert table_based == {"normal", "simple", "sgm_uniform", "ddim_uniform", "beta"}
+    assert table_based == {"normal", "simple", "sgm_uniform", "ddim_uniform", "beta", "beta57",
+                           "sd_turbo"}
 
 
 def test_spec_fn_is_get_sigmas():
@@ -151,7 +153,7 @@ def test_sd1_table_matches_host(host):
 
 
 # Definitions whose step count is not always `steps` (checked exactly below).
-OTHER_COUNTS = {"ddim_uniform", "beta"}
+OTHER_COUNTS = {"ddim_uniform", "beta", "beta57"}
 
 
 def _property_cases():
@@ -165,6 +167,14 @@ def _property_cases():
 
 @pytest.mark.parametrize("name,steps,kind", list(_property_cases()))
 def test_schedule_properties(name, steps, kind):
+    if name == "sd_turbo" and steps > 10:
+        with pytest.raises(ValueError, match=r"sd_turbo: steps must be at most 10"):
+            schedules.get_sigmas(name, steps, model_sigmas=TABLES[kind])
+        return
+    if name == "bong_tangent" and steps == 1:
+        with pytest.raises(ValueError, match=r"bong_tangent: .* each needs 2"):
+            schedules.get_sigmas(name, steps, model_sigmas=TABLES[kind])
+        return
     out = schedules.get_sigmas(name, steps, model_sigmas=TABLES[kind])
     n = len(table_of(kind))
     count = steps if name not in OTHER_COUNTS and not (name == "simple" and steps > n) else None
@@ -195,10 +205,11 @@ def test_ddim_uniform_past_the_table():
 
 def test_ten_thousand_steps():
     for name in ["normal", "karras", "exponential", "kl_optimal", "laplace", "vp",
-                 "align_your_steps", "gits", "linear_quadratic", "sgm_uniform"]:
+                 "align_your_steps", "gits", "linear_quadratic", "sgm_uniform",
+                 "optimal_steps", "ltxv", "bong_tangent"]:
         out = schedules.get_sigmas(name, 10000)
         assert out.shape == (10001,) and bool((out[1:] < out[:-1]).all()), name
-    for name in ["beta"]:  # rounded to the 1000 timesteps, repeats dropped
+    for name in ["beta", "beta57"]:  # rounded to the 1000 timesteps, repeats dropped
         out = schedules.get_sigmas(name, 10000)
         assert 500 < out.shape[0] <= 1001 and bool((out[1:] < out[:-1]).all()), name
 
@@ -383,7 +394,7 @@ def test_ddim_uniform(kind, steps, count):
 
 @pytest.mark.parametrize("kind", list(TABLES))
 @pytest.mark.parametrize("steps", [1, 2, 10, 50, 200, 1000])
-@pytest.mark.parametrize("alpha,beta", [(0.6, 0.6), (0.5, 2.0), (3.0, 0.7)])
+@pytest.mark.parametrize("alpha,beta", [(0.6, 0.6), (0.5, 2.0), (3.0, 0.7), (0.5, 0.7)])
 def test_beta_schedule_against_scipy(kind, steps, alpha, beta):
     # Timesteps (len - 1) * Q(1 - k/steps) of Beta(alpha, beta), rounded to
     # whole timesteps, repeats dropped (the host's definition).
@@ -398,8 +409,10 @@ def test_beta_schedule_against_scipy(kind, steps, alpha, beta):
     upper = betainc(alpha, beta, np.clip((t + 0.5) / top, 0, 1))
     assert np.all((lower <= q + 1e-12) & (q <= upper + 1e-12))
     t = [t[0]] + [b for a, b in zip(t, t[1:]) if b != a]
-    close(sigmas("beta", steps, count=len(t), model_sigmas=TABLES[kind], alpha=alpha,
-                 beta=beta), with_zero(table[t]))
+    name = "beta57" if (alpha, beta) == (0.5, 0.7) else "beta"
+    params = {} if name == "beta57" else {"alpha": alpha, "beta": beta}
+    close(sigmas(name, steps, count=len(t), model_sigmas=TABLES[kind], **params),
+          with_zero(table[t]))
 
 
 # --------------------------------------------------------------------------

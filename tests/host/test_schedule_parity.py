@@ -1,7 +1,9 @@
 """Every scheduler name the host has gives the host's sigmas on the host's own
 model samplings (eps SD1.5, SDXL, v-prediction, continuous EDM; on hosts with
 flow models SD3-type shifts 1/3/6, AuraFlow's multiplier 1 and Flux-type
-shifts), read through nodes/host.py.
+shifts), read through nodes/host.py; and the
+schedules that copy a core node (sd_turbo, optimal_steps, ltxv, beta57) give
+that node's output.
 
 Tolerances, in float32 ulps of the host's value:
 - table look-ups (simple, ddim_uniform, beta): exactly equal;
@@ -200,3 +202,84 @@ def test_ksampler_sigmas_equal_the_cores(comfy, request, which, sampler, schedul
     core = core[np.r_[True, core[1:] != core[:-1]]]  # simple past the table: each once
     assert ours.shape == core.shape
     assert np.all(_ulps(ours, core) <= ULPS_F32_HOST), float(_ulps(ours, core).max())
+
+
+# --------------------------------------------------------------------------
+# Schedules that copy a core node
+
+
+def test_beta57_is_the_cores_beta_scheduler(comfy):
+    from sampler_lab.nodes import host
+    beta = getattr(comfy.samplers, "beta_scheduler", None)
+    if beta is None:
+        pytest.skip("this host has no beta scheduler")
+    for family in ("sd15_eps", "sd3_shift3", "flux_1.15"):
+        ms = FAMILIES[family](comfy)
+        for steps in (1, 8, 20, 200, 1000):
+            core = beta(ms, steps, alpha=0.5, beta=0.7).double().numpy()
+            ours = host.model_schedule(ms, "beta57", steps).double().numpy()
+            assert np.array_equal(ours, core), (family, steps)
+
+
+@pytest.mark.parametrize("which", ["sd15", "sd3"])
+def test_sd_turbo_is_the_cores_node(comfy, request, which):
+    from sampler_lab.nodes import host
+    model = request.getfixturevalue(f"{which}_model")
+    node = comfy.nodes_custom_sampler.SDTurboScheduler()
+    checked = 0
+    denoises = (1.0, 0.95, 0.7, 0.5, 0.3, 0.1)
+    for denoise in denoises:
+        start = 10 - int(10 * denoise)
+        for steps in range(1, 11):
+            if start + steps > 10:  # the core returns fewer; ours says why
+                with pytest.raises(ValueError, match="sd_turbo: steps must be at most"):
+                    host.schedule(model, "sd_turbo", steps, denoise)
+                continue
+            core = node.get_sigmas(model, steps, denoise)[0].double().numpy()
+            ours = host.schedule(model, "sd_turbo", steps, denoise).double().numpy()
+            assert ours.shape == core.shape and np.all(_ulps(ours, core) <= 4), (denoise, steps)
+            checked += 1
+    assert checked == sum(int(10 * d) for d in denoises)
+
+
+def _import_extra(name):
+    import importlib
+    try:
+        return importlib.import_module(f"comfy_extras.{name}")
+    except ImportError as exc:
+        pytest.skip(f"this host has no comfy_extras.{name} ({exc})")
+
+
+def _node_out(out):
+    return (out.result if hasattr(out, "result") else out)[0].double().numpy()
+
+
+def test_optimal_steps_is_the_cores_node(comfy):
+    from sampler_lab import schedules
+    node = _import_extra("nodes_optimalsteps").OptimalStepsScheduler
+    for model_type in ("FLUX", "Wan", "Chroma"):
+        for steps in (3, 5, 10, 20, 40, 77):
+            core = _node_out(node.execute(model_type, steps, 1.0))
+            ours = schedules.get_sigmas("optimal_steps", steps,
+                                        model_type=model_type).double().numpy()
+            assert ours.shape == core.shape
+            assert np.all(_ulps(ours, core) <= 4), (model_type, steps)
+
+
+def test_ltxv_is_the_cores_node(comfy):
+    from sampler_lab import schedules
+    node = _import_extra("nodes_lt").LTXVScheduler
+    cases = [dict(), dict(stretch=False), dict(terminal=0.3), dict(max_shift=3.0, base_shift=0.5)]
+    for kw in cases:
+        args = dict(max_shift=2.05, base_shift=0.95, stretch=True, terminal=0.1) | kw
+        for steps in (2, 8, 30, 100):
+            for latent_shape, tokens in (((1, 128, 8, 16, 16), 8 * 16 * 16), (None, 4096)):
+                latent = None if latent_shape is None else {"samples": torch.zeros(latent_shape)}
+                core = _node_out(node.execute(steps, latent=latent, **args))
+                params = {k: v for k, v in args.items()}
+                params["stretch"] = "true" if params["stretch"] else "false"
+                ours = schedules.get_sigmas("ltxv", steps, tokens=tokens,
+                                            **params).double().numpy()
+                assert ours.shape == core.shape
+                assert np.all(_ulps(ours, core) <= 16), (kw, steps, tokens,
+                                                          float(_ulps(ours, core).max()))
