@@ -5,20 +5,25 @@ host (no flow models, no scheduler registry, `ModelPatcher` without
 `get_model_object`) and the newest one (CONST flow sampling, async node
 loading) both work through the same functions.
 """
+import numpy as np
 import torch
 
+import comfy.model_sampling as _model_sampling
 import comfy.sample
 import comfy.samplers
 import comfy.utils
 import latent_preview
 
 from ..samplers import BrownianNoise, get_sampler
-from ..schedules import get_sigmas
+from ..schedules import get_sigmas, ksampler_sigmas
+from ..schedules.sampling import (DiscreteSampling, FlowSampling, FluxSampling,
+                                  MappedSampling)
 
-try:  # flow models (SD3, Flux) arrived after March 2024
-    from comfy.model_sampling import CONST as _CONST
-except ImportError:  # pragma: no cover - depends on the host
-    _CONST = None
+# Flow models (SD3, Flux) arrived after March 2024; absent classes are None.
+_CONST = getattr(_model_sampling, "CONST", None)
+_DISCRETE = getattr(_model_sampling, "ModelSamplingDiscrete", None)
+_FLOW = getattr(_model_sampling, "ModelSamplingDiscreteFlow", None)
+_FLUX = getattr(_model_sampling, "ModelSamplingFlux", None)
 
 
 def model_sampling(model):
@@ -37,27 +42,64 @@ def process_of(ms):
     return "flow" if _CONST is not None and isinstance(ms, _CONST) else "ve"
 
 
+def _uses(ms, cls):
+    """Whether `ms` maps sigma <-> timestep with `cls`'s own functions (a
+    subclass that overrides either has other maps)."""
+    return (cls is not None and isinstance(ms, cls) and type(ms).sigma is cls.sigma
+            and type(ms).timestep is cls.timestep)
+
+
+def _host_map(fn):
+    """A host map as a float64 numpy function; maps written for one value at
+    a time (e.g. Cosmos' sigma) are applied value by value."""
+    def one(value):
+        return float(fn(torch.tensor(float(value), dtype=torch.float32)))
+
+    def apply(values):
+        values = np.asarray(values, dtype=np.float64)
+        with torch.no_grad():
+            try:
+                out = fn(torch.as_tensor(values, dtype=torch.float32))
+                return torch.as_tensor(out).double().cpu().numpy().reshape(values.shape)
+            except (RuntimeError, TypeError, ValueError):
+                return np.vectorize(one, otypes=[np.float64])(values)
+    return apply
+
+
+def sampling_of(ms):
+    """The host's model_sampling as the plain description schedules read
+    (schedules.sampling): its table, range and sigma <-> timestep maps.
+    Known classes become formulas with their parameters (discrete table,
+    flow shift and multiplier, Flux shift); any other keeps the host's own
+    maps as functions."""
+    table = ms.sigmas.detach().to("cpu", torch.float64).numpy()
+    lo, hi = float(ms.sigma_min), float(ms.sigma_max)
+    if _uses(ms, _FLOW):
+        return FlowSampling(sigmas=table, sigma_min=lo, sigma_max=hi, shift=float(ms.shift),
+                            multiplier=float(ms.multiplier))
+    if _uses(ms, _FLUX):
+        return FluxSampling(sigmas=table, sigma_min=lo, sigma_max=hi, shift=float(ms.shift))
+    if _uses(ms, _DISCRETE):
+        logs = getattr(ms, "log_sigmas", None)
+        logs = None if logs is None else logs.detach().to("cpu", torch.float64).numpy()
+        return DiscreteSampling(sigmas=table, sigma_min=lo, sigma_max=hi, log_sigmas=logs)
+    return MappedSampling(sigmas=table, sigma_min=lo, sigma_max=hi,
+                          to_timestep=_host_map(ms.timestep), to_sigma=_host_map(ms.sigma))
+
+
 def model_schedule(ms, scheduler, steps, **params):
-    """Our `scheduler` over a model's noise levels: its sigma range and table."""
-    return get_sigmas(scheduler, steps, sigma_min=float(ms.sigma_min),
-                      sigma_max=float(ms.sigma_max),
-                      model_sigmas=ms.sigmas.detach().float().cpu(), **params)
+    """Our `scheduler` for `steps` steps over the host's model_sampling `ms`:
+    its range, table and sigma <-> timestep maps (see get_sigmas)."""
+    return get_sigmas(scheduler, steps, model_sampling=sampling_of(ms), **params)
 
 
 def schedule(model, scheduler, steps, denoise=1.0, discard_penultimate=False, **params):
-    """Sigmas for a KSampler-style node, with the core's semantics: denoise < 1
-    computes int(steps / denoise) steps and keeps the last steps + 1 sigmas;
-    samplers the core runs with one sigma less at the end (dpm_2, uni_pc)
-    get the same treatment."""
-    ms = model_sampling(model)
-    if denoise is not None and denoise <= 0.0:
-        return torch.zeros(0)
-    total = steps if denoise is None or denoise > 0.9999 else int(steps / denoise)
-    n = total + 1 if discard_penultimate else total
-    sigmas = model_schedule(ms, scheduler, n, **params)
-    if discard_penultimate:
-        sigmas = torch.cat([sigmas[:-2], sigmas[-1:]])
-    return sigmas[-(steps + 1):]
+    """Sigmas for a KSampler-style node, with the core's semantics (see
+    schedules.ksampler_sigmas): denoise < 1 computes int(steps / denoise)
+    steps and keeps the last steps + 1 sigmas; samplers the core runs with
+    one sigma less at the end (dpm_2, uni_pc) get the same treatment."""
+    return ksampler_sigmas(scheduler, steps, denoise, discard_penultimate=discard_penultimate,
+                           model_sampling=sampling_of(model_sampling(model)), **params)
 
 
 class LabKSAMPLER(comfy.samplers.KSAMPLER):

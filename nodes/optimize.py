@@ -208,8 +208,7 @@ class LabOptimizeSchedule:
             return _output(sigmas, f"cached: {entry.get('summary', '')}")
         # Every fixed schedule of this model is scored as a start, so the result is
         # never worse on the calibration batch than the best of them.
-        starts = fixed_starts(steps, sigma_min, sigma_max,
-                              model_sigmas=ms.sigmas.detach().float().cpu())
+        starts = fixed_starts(steps, sigma_min, sigma_max, model_sampling=host.sampling_of(ms))
         searcher = _SearchSampler(sampler_name, steps, budget_calls, seed, sigma_min,
                                   sigma_max, starts)
         # The reference range: sigma_max -> sigma_min -> 0, as the host hands any sampler.

@@ -68,4 +68,4 @@ def custom(steps, ctx, text):
     if steps != defined:
         raise ValueError(f"custom: the text defines {defined} steps ({len(values)} sigmas "
                          f"ending in 0), but steps={steps}")
-    return np.array(values[:-1], dtype=np.float64)
+    return np.array(values, dtype=np.float64)

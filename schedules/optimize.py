@@ -110,18 +110,21 @@ def search_cost_floor(sampler_name, steps, reference_steps=None):
     return r + r // 2 + 3 * _run_calls(spec, steps)
 
 
-def fixed_starts(steps, sigma_min, sigma_max, model_sigmas=None):
-    """Every fixed schedule that can give `steps` steps over the range, as
-    start candidates for `optimize` (name -> float64 sigmas ending in 0)."""
+def fixed_starts(steps, sigma_min, sigma_max, model_sigmas=None, model_sampling=None):
+    """Every fixed schedule that gives `steps` steps over the range, as start
+    candidates for `optimize` (name -> float64 sigmas ending in 0).
+    model_sampling / model_sigmas: the model's, as for get_sigmas."""
     out = {}
     for name in SCHEDULE_NAMES:
         if name == "custom":
             continue
         try:
-            out[name] = get_sigmas(name, steps, sigma_min=sigma_min, sigma_max=sigma_max,
-                                   model_sigmas=model_sigmas).double().tolist()
+            sigmas = get_sigmas(name, steps, sigma_min=sigma_min, sigma_max=sigma_max,
+                                model_sigmas=model_sigmas, model_sampling=model_sampling)
         except ValueError:
-            continue  # e.g. a table schedule with more steps than table entries
+            continue  # e.g. sd_turbo past its 10-step grid
+        if len(sigmas) == steps + 1:  # ddim_uniform / beta can give other counts
+            out[name] = sigmas.double().tolist()
     return out
 
 

@@ -4,23 +4,32 @@ re-implements a schedule). No host import, so it is tested without a
 server; nodes/routes.py mounts it on the host's server."""
 import math
 
-import torch
-
-from .discrete import sd1_sigmas
-from .registry import SCHEDULE_NAMES, SCHEDULES, get_sigmas
+from .discrete import sd1_sampling, sd1_sigmas
+from .registry import SCHEDULE_NAMES, SCHEDULES, ksampler_sigmas
+from .sampling import FlowSampling, FluxSampling
 
 # `custom` takes text, which the Custom Sigmas node previews itself.
 KSAMPLER_SCHEDULES = [n for n in SCHEDULE_NAMES if n != "custom"]
 
-FAMILIES = ("sd15", "sdxl", "flow")
+# sd15 / sdxl: the discrete SD table (both share it); flow: SD3-type
+# (ModelSamplingDiscreteFlow: timestep = sigma * 1000, shift on the way back);
+# flux: Flux-type (ModelSamplingFlux: exponential shift mu).
+FAMILIES = ("sd15", "sdxl", "flow", "flux")
+# The shift each family gets when the query has none: SD3's 3 and Flux's
+# 1.15 (the hosts' defaults for those models).
+DEFAULT_SHIFT = {"flow": 3.0, "flux": 1.15}
 MAX_PREVIEW_STEPS = 1000
 _FIXED = ("scheduler", "steps", "denoise", "family", "shift")
 
 
-def _flow_table(shift, n=1000):
-    # SD3/Flux-style: sigma = shift t / (1 + (shift - 1) t) at t = k / n.
-    t = torch.arange(1, n + 1, dtype=torch.float64) / n
-    return shift * t / (1 + (shift - 1) * t)
+def family_sampling(family, shift=None):
+    """The model sampling a preview family stands for, as the node would
+    read it off such a model (schedules.sampling)."""
+    if family == "flow":
+        return FlowSampling(shift=DEFAULT_SHIFT["flow"] if shift is None else shift)
+    if family == "flux":
+        return FluxSampling(shift=DEFAULT_SHIFT["flux"] if shift is None else shift)
+    return sd1_sampling()
 
 
 def _number(query, name, default, lo, hi, integer=False):
@@ -51,7 +60,7 @@ def sigmas_for_query(query):
     family = query.get("family", "sd15") or "sd15"
     if family not in FAMILIES:
         raise ValueError(f"family must be one of {', '.join(FAMILIES)}, got {family!r}")
-    shift = _number(query, "shift", 3.0, 0.01, 100.0)
+    shift = _number(query, "shift", None, 0.01, 100.0)
     spec = SCHEDULES[scheduler]
     params = {}
     for name, raw in query.items():
@@ -74,9 +83,9 @@ def sigmas_for_query(query):
     total = steps if denoise > 0.9999 else int(steps / denoise)
     if total > 10 * MAX_PREVIEW_STEPS:
         raise ValueError(f"steps / denoise must be at most {10 * MAX_PREVIEW_STEPS}")
-    table = _flow_table(shift) if family == "flow" else None
-    sigmas = get_sigmas(scheduler, total, model_sigmas=table, **params)
-    return [float(s) for s in sigmas[-(steps + 1):]]
+    sigmas = ksampler_sigmas(scheduler, steps, denoise,
+                             model_sampling=family_sampling(family, shift), **params)
+    return [float(s) for s in sigmas]
 
 
 def preview_info():
@@ -99,4 +108,5 @@ def preview_info():
     # model's timesteps ("percent of the process"); flow has a closed form.
     table = [float(f"{v:.6g}") for v in sd1_sigmas().tolist()]
     return {"samplers": samplers, "schedules": schedules, "families": list(FAMILIES),
-            "max_steps": MAX_PREVIEW_STEPS, "sd_sigma_table": table}
+            "default_shift": dict(DEFAULT_SHIFT), "max_steps": MAX_PREVIEW_STEPS,
+            "sd_sigma_table": table}

@@ -3,12 +3,19 @@
 Names are stable forever: saved workflows refer to them.
 """
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Tuple
+from functools import partial
+from typing import Callable, Dict, Optional, Tuple
+
+import torch
 
 from . import custom, discrete, formulas, tables
 from .discrete import Context
-from .validation import (Param, check_model_sigmas, check_range, check_sigma, check_steps,
-                         finish)
+from .sampling import as_model_sampling
+from .validation import (Param, check_denoise, check_range, check_sigma, check_steps,
+                         drop_repeats, finish)
+
+# KSampler semantics compute int(steps / denoise) steps; this bounds that.
+MAX_TOTAL_STEPS = 100000
 
 BOTH = ("sigma_min", "sigma_max")
 
@@ -16,11 +23,16 @@ BOTH = ("sigma_min", "sigma_max")
 @dataclass(frozen=True)
 class ScheduleSpec:
     """A schedule: `fn(steps, *, sigma_min=None, sigma_max=None,
-    model_sigmas=None, **params)` returns the checked float32 sigmas, like
-    get_sigmas(name, ...). `needs_model_sigmas`: it reads the model's table
-    (the SD 1.x table stands in when none is given). `sigma_inputs`: which of
+    model_sigmas=None, model_sampling=None, **params)` returns the checked
+    float32 sigmas, like get_sigmas(name, ...). `needs_model_sigmas`: it
+    reads the model's sampling, its table or its sigma <-> timestep maps (an
+    SD 1.x model stands in when none is given). `sigma_inputs`: which of
     sigma_min / sigma_max it uses; the others are checked but ignored.
-    `impl(steps, context, **params)` is the raw float64 computation."""
+    `impl(steps, context, **params)` is the raw float64 computation of the
+    whole schedule. `repeats`: its definition can repeat a sigma (a
+    zero-length step), and those repeats are dropped. `denoise_impl(steps,
+    context, denoise, **params)`: its own rule for denoise < 1, instead of
+    the KSampler's (see ksampler_sigmas)."""
     name: str
     fn: Callable
     needs_model_sigmas: bool
@@ -28,6 +40,8 @@ class ScheduleSpec:
     description: str
     sigma_inputs: Tuple[str, ...] = BOTH
     impl: Callable = field(default=None, repr=False, compare=False)
+    repeats: bool = False
+    denoise_impl: Optional[Callable] = field(default=None, repr=False, compare=False)
 
     @property
     def defaults(self):
@@ -44,11 +58,19 @@ _RHO_KARRAS = _float(7.0, 0.0, 100.0, "curvature: larger rho packs steps at low 
 _RHO_POLY = _float(1.0, 0.0, 100.0, "exponent of the ramp in log sigma; 1 is exponential",
                    lo_open=True)
 
-# name -> (impl, needs_model_sigmas, sigma_inputs, params, description)
+_ALPHA = _float(0.6, 0.0, 50.0, "Beta distribution alpha (a < 1: more steps at high noise)",
+                lo_open=True)
+_BETA = _float(0.6, 0.0, 50.0, "Beta distribution beta (b < 1: more steps at low noise)",
+               lo_open=True)
+_PIVOT = "where the arctan step of stage {} is steepest, as a fraction of the steps"
+_SLOPE = "steepness of the arctan step of stage {} (per 40 steps)"
+
+# name -> (impl, needs_model_sigmas, sigma_inputs, params, description).
+# Names whose widget values are saved in workflows: append only, at the end.
 _TABLE = {
     "normal": (discrete.normal, True, BOTH, {},
-               "evenly spaced timesteps between the table entries nearest sigma_max and "
-               "sigma_min (the host's normal)"),
+               "evenly spaced model timesteps from sigma_max's to sigma_min's, mapped back "
+               "through the model (the host's normal)"),
     "karras": (formulas.karras, False, BOTH, {"rho": _RHO_KARRAS},
                "Karras et al. 2022: uniform in sigma^(1/rho)"),
     "exponential": (formulas.exponential, False, BOTH, {},
@@ -56,18 +78,16 @@ _TABLE = {
     "polyexponential": (formulas.polyexponential, False, BOTH, {"rho": _RHO_POLY},
                         "log sigma along a power ramp"),
     "simple": (discrete.simple, True, (), {},
-               "every (len/steps)-th table entry from the top (the host's simple); "
-               "steps <= table length"),
+               "every (len/steps)-th table entry from the top (the host's simple); past "
+               "the table's length every entry once"),
     "sgm_uniform": (discrete.sgm_uniform, True, BOTH, {},
                     "normal with the last timestep dropped (SGM / turbo models)"),
     "ddim_uniform": (discrete.ddim_uniform, True, (), {},
-                     "DDIM leading spacing with offset 1; steps < table length"),
-    "beta": (discrete.beta_schedule, True, BOTH,
-             {"alpha": _float(0.6, 0.0, 50.0, "Beta distribution alpha (a < 1: more steps "
-                                              "at high noise)", lo_open=True),
-              "beta": _float(0.6, 0.0, 50.0, "Beta distribution beta (b < 1: more steps "
-                                             "at low noise)", lo_open=True)},
-             "timesteps at Beta(alpha, beta) quantiles (arXiv 2407.12173)"),
+                     "DDIM leading spacing with offset 1, as the host (more steps than asked "
+                     "when the table length is not a multiple)"),
+    "beta": (discrete.beta_schedule, True, (), {"alpha": _ALPHA, "beta": _BETA},
+             "table entries at Beta(alpha, beta) quantiles of the timesteps, repeats "
+             "dropped (arXiv 2407.12173; the host's beta)"),
     "linear_quadratic": (formulas.linear_quadratic, False, ("sigma_max",),
                          {"threshold_noise": _float(0.025, 0.0, 1.0,
                                                     "noise fraction removed in the linear phase",
@@ -102,13 +122,50 @@ _TABLE = {
                {"text": Param("", None, None, "sigmas, comma separated, largest first",
                               kind="text")},
                "sigmas typed as text; steps must match"),
+    "bong_tangent": (formulas.bong_tangent, False, ("sigma_max",),
+                     {"middle": _float(0.5, 0.0, 1.0, "sigma where the two stages meet, as "
+                                                      "a fraction of sigma_max",
+                                       lo_open=True, hi_open=True),
+                      "pivot_1": _float(0.6, 0.0, 1.0, _PIVOT.format(1)),
+                      "pivot_2": _float(0.6, 0.0, 1.0, _PIVOT.format(2)),
+                      "slope_1": _float(0.2, 0.0, 100.0, _SLOPE.format(1), lo_open=True),
+                      "slope_2": _float(0.2, 0.0, 100.0, _SLOPE.format(2), lo_open=True)},
+                     "RES4LYF's two-stage arctan schedule, in units of sigma_max"),
+    "beta57": (partial(discrete.beta_schedule, alpha=0.5, beta=0.7), True, (), {},
+               "beta with alpha 0.5, beta 0.7 (RES4LYF's beta57)"),
+    "optimal_steps": (tables.optimal_steps, False, (),
+                      {"model_type": Param("FLUX", None, None, "which published schedule",
+                                           kind="choice", choices=tables.OSS_MODELS)},
+                      "Optimal Stepsize tables for flow models (arXiv 2503.21774), "
+                      "interpolated for other step counts"),
+    "sd_turbo": (discrete.sd_turbo, True, (), {},
+                 "SD-Turbo: every 100th timestep from 999 (at most 10 steps); denoise "
+                 "starts further down the same grid"),
+    "ltxv": (formulas.ltxv, False, (),
+             {"max_shift": _float(2.05, 0.0, 100.0, "shift at 4096 tokens"),
+              "base_shift": _float(0.95, 0.0, 100.0, "shift at 1024 tokens"),
+              "stretch": Param("true", None, None, "stretch so the last sigma before 0 is "
+                                                   "terminal", kind="choice",
+                               choices=("true", "false")),
+              "terminal": _float(0.1, 0.0, 0.99, "last sigma before 0 when stretched",
+                                 lo_open=True),
+              "tokens": Param(4096, 1, 2 ** 31 - 1, "latent tokens (frames x height x "
+                                                    "width of the latent)", kind="int")},
+             "LTX-Video: linear sigmas through a token-count shift, stretched to terminal"),
 }
+# Own rules where the KSampler's denoise (more steps, keep the tail) is not
+# the schedule's: SD-Turbo starts further down its fixed grid.
+_DENOISE = {"sd_turbo": discrete.sd_turbo_denoised}
+# Table look-ups repeat a sigma where the table does (a clamped table, e.g.
+# Stable Cascade's) or, for simple, past the table's length.
+_REPEATS = {"simple", "ddim_uniform", "beta", "beta57"}
 
 
 def _make_fn(name):
-    def fn(steps, *, sigma_min=None, sigma_max=None, model_sigmas=None, **params):
+    def fn(steps, *, sigma_min=None, sigma_max=None, model_sigmas=None, model_sampling=None,
+           **params):
         return get_sigmas(name, steps, sigma_min=sigma_min, sigma_max=sigma_max,
-                          model_sigmas=model_sigmas, **params)
+                          model_sigmas=model_sigmas, model_sampling=model_sampling, **params)
     fn.__name__ = f"{name}_sigmas"
     fn.__doc__ = f"Sigmas of the {name!r} schedule; see schedules.get_sigmas."
     return fn
@@ -117,7 +174,7 @@ def _make_fn(name):
 SCHEDULES = {
     name: ScheduleSpec(name=name, fn=_make_fn(name), needs_model_sigmas=needs,
                        params=params, description=description, sigma_inputs=inputs,
-                       impl=impl)
+                       impl=impl, repeats=name in _REPEATS, denoise_impl=_DENOISE.get(name))
     for name, (impl, needs, inputs, params, description) in _TABLE.items()
 }
 SCHEDULE_NAMES = list(SCHEDULES)
@@ -143,24 +200,72 @@ def _check_params(spec, params):
     return values
 
 
-def get_sigmas(name, steps, *, sigma_min=None, sigma_max=None, model_sigmas=None, **params):
-    """The `name` schedule for `steps` steps: a float32 tensor of steps + 1
-    strictly decreasing sigmas ending in exactly 0.
+def get_sigmas(name, steps, *, sigma_min=None, sigma_max=None, model_sigmas=None,
+               model_sampling=None, **params):
+    """The `name` schedule for `steps` steps: float32 sigmas, strictly
+    decreasing, ending in 0. That is steps + 1 values, except where the
+    definition (the host's, for its names) gives another count: ddim_uniform
+    (more steps when the table length is not a multiple of steps), beta and
+    beta57 (repeated timesteps dropped), simple past the table's length
+    (each entry once); normal and ddim_uniform end at the model's smallest
+    sigma instead of 0 when that is within 1e-5 of 0.
 
-    model_sigmas: the model's increasing discrete sigma table (the host's
-    model_sampling.sigmas); the SD 1.x table when None. sigma_min/sigma_max
-    default to its smallest and largest entries.
+    model_sampling: a schedules.ModelSampling description of the model (its
+    table and sigma <-> timestep maps; nodes/host.py builds it from the
+    host's model_sampling). model_sigmas: a bare increasing sigma table,
+    read as a discrete (eps / v) model. With neither, the SD 1.x model.
+    sigma_min/sigma_max default to the model's range.
+    """
+    return ksampler_sigmas(name, steps, 1.0, sigma_min=sigma_min, sigma_max=sigma_max,
+                           model_sigmas=model_sigmas, model_sampling=model_sampling, **params)
+
+
+def _drop_penultimate(values):
+    return values if len(values) < 3 else list(values[:-2]) + [values[-1]]
+
+
+def ksampler_sigmas(name, steps, denoise=1.0, *, discard_penultimate=False, sigma_min=None,
+                    sigma_max=None, model_sigmas=None, model_sampling=None, **params):
+    """The sigmas a KSampler runs for `steps` steps at `denoise`, with the
+    host's semantics: denoise <= 0 gives no sigmas (an empty tensor);
+    denoise < 1 computes int(steps / denoise) steps and keeps the last
+    steps + 1 sigmas; `discard_penultimate` (the host's rule for dpm_2 and
+    uni_pc) computes one step more and drops the second-to-last sigma.
+    A schedule with its own denoise rule (sd_turbo) uses that instead.
+    Repeated sigmas of a definition are dropped last (see get_sigmas).
+
+    The other arguments are get_sigmas's. Raises ValueError naming the input.
     """
     spec = get_schedule(name)
     steps = check_steps(steps)
+    denoise = check_denoise(denoise)
     values = _check_params(spec, params)
-    table = check_model_sigmas(model_sigmas)
-    if table is None:
-        table = discrete.default_table()
+    sampling = as_model_sampling(model_sampling, model_sigmas, discrete.sd1_sampling)
     lo = check_sigma("sigma_min", sigma_min)
     hi = check_sigma("sigma_max", sigma_max)
-    lo = float(table[0]) if lo is None else lo
-    hi = float(table[-1]) if hi is None else hi
+    lo = sampling.sigma_min if lo is None else lo
+    hi = sampling.sigma_max if hi is None else hi
     check_range(lo, hi)
-    ctx = Context(sigma_min=lo, sigma_max=hi, table=table)
-    return finish(name, steps, spec.impl(steps, ctx, **values))
+    ctx = Context(sigma_min=lo, sigma_max=hi, sampling=sampling)
+    if denoise <= 0.0:
+        return torch.zeros(0)
+    full = denoise > 0.9999
+    extra = 1 if discard_penultimate else 0
+    if spec.denoise_impl is not None:
+        raw = spec.denoise_impl(steps + extra, ctx, 1.0 if full else denoise, **values)
+        tail = None
+    else:
+        total = steps if full else int(steps / denoise)
+        if total + extra > MAX_TOTAL_STEPS:
+            raise ValueError(f"steps / denoise must be at most {MAX_TOTAL_STEPS}, got "
+                             f"{steps} / {denoise:g}")
+        raw = spec.impl(total + extra, ctx, **values)
+        tail = None if full else steps + 1
+    raw = list(raw)
+    if discard_penultimate:
+        raw = _drop_penultimate(raw)
+    if tail is not None:
+        raw = raw[-tail:]
+    if spec.repeats:
+        raw = drop_repeats(raw)
+    return finish(name, raw)

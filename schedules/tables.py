@@ -1,13 +1,13 @@
-"""Schedules published as tables: Align Your Steps and GITS.
+"""Schedules published as tables: Align Your Steps, GITS and Optimal Steps.
 
-Both were optimized for particular models and step counts; other step counts
+Each was optimized for particular models and step counts; other step counts
 are log-linear interpolations of a published table, and the smallest
 published sigma is replaced by 0 (as the host's nodes do). They ignore
 sigma_min, sigma_max and the model's table.
 """
 import numpy as np
 
-from .discrete import sd1_table64
+from .discrete import append_zero, sd1_table64
 
 # Align Your Steps (Sabour et al. 2024), 10 steps each. NVIDIA publishes the
 # SD 1.5 and SDXL schedules as training timesteps of the SD sigma table
@@ -406,7 +406,7 @@ def loglinear(values, count):
 
 def align_your_steps(steps, ctx, model_type):
     """Align Your Steps; other step counts than 10 are interpolated."""
-    return loglinear(ays_table(model_type), steps + 1)[:-1]
+    return append_zero(loglinear(ays_table(model_type), steps + 1)[:-1])
 
 
 def gits(steps, ctx, coeff):
@@ -414,7 +414,31 @@ def gits(steps, ctx, coeff):
     beyond. A single step has no table: it is [first sigma, 0]."""
     rows = _gits_rows(_gits_key(coeff))
     if steps == 1:
-        return rows[0][:1]
+        return append_zero(rows[0][:1])
     if steps <= GITS_MAX_TABLE_STEPS:
-        return rows[steps - 2][:-1]
-    return loglinear(rows[-1], steps + 1)[:-1]
+        return append_zero(rows[steps - 2][:-1])
+    return append_zero(loglinear(rows[-1], steps + 1)[:-1])
+
+
+# Optimal Steps (Pei et al. 2025, "Optimal Stepsize for Diffusion Sampling",
+# arXiv:2503.21774): flow-model sigmas searched by dynamic programming
+# against a teacher, as published by the authors and shipped in the host's
+# OptimalStepsScheduler node (10 steps for FLUX, 20 for Wan, 40 for Chroma).
+OSS_SIGMAS = {
+    "FLUX": (0.9968, 0.9886, 0.9819, 0.975, 0.966, 0.9471, 0.9158, 0.8287, 0.5512, 0.2808,
+             0.001),
+    "Wan": (1.0, 0.997, 0.995, 0.993, 0.991, 0.989, 0.987, 0.985, 0.98, 0.975, 0.973, 0.968,
+            0.96, 0.946, 0.927, 0.902, 0.864, 0.776, 0.539, 0.208, 0.001),
+    "Chroma": (0.992, 0.99, 0.988, 0.985, 0.982, 0.978, 0.973, 0.968, 0.961, 0.953, 0.943,
+               0.931, 0.917, 0.9, 0.881, 0.858, 0.832, 0.802, 0.769, 0.731, 0.69, 0.646,
+               0.599, 0.55, 0.501, 0.451, 0.402, 0.355, 0.311, 0.27, 0.232, 0.199, 0.169,
+               0.143, 0.12, 0.101, 0.084, 0.07, 0.058, 0.048, 0.001),
+}
+OSS_MODELS = tuple(OSS_SIGMAS)
+
+
+def optimal_steps(steps, ctx, model_type):
+    """Optimal Steps; step counts other than the published one are
+    interpolated."""
+    table = np.array(OSS_SIGMAS[model_type], dtype=np.float64)
+    return append_zero(loglinear(table, steps + 1)[:-1])

@@ -144,27 +144,47 @@ def check_range(sigma_min, sigma_max):
                          f"sigma_max={sigma_max!r}")
 
 
-def finish(name, steps, values):
-    """`steps` positive sigmas (float64) -> the float32 schedule ending in 0.
+def check_denoise(denoise):
+    """A finite denoise; None means 1 (the whole schedule)."""
+    if denoise is None:
+        return 1.0
+    return as_float("denoise", denoise, "a finite number (<= 0: no steps, 1: all)")
 
-    The check runs on the float32 result because that is what samplers get:
-    values distinct in float64 can collapse after rounding, and a repeated sigma
-    is a zero-length step that some samplers divide by.
+
+def drop_repeats(values):
+    """The sigmas with exact repeats of the previous one removed: a repeated
+    sigma is a step of length zero, which changes nothing for first-order
+    steps and divides by zero in multistep ones."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.size < 2:
+        return values
+    keep = np.ones(values.size, dtype=bool)
+    keep[1:] = values[1:] != values[:-1]
+    return values[keep]
+
+
+def finish(name, values):
+    """A whole schedule in float64 -> the float32 sigmas samplers get.
+
+    Every sigma but the last must be finite and > 0, the last >= 0 (it is 0
+    unless a definition ends elsewhere). The order check runs on the float32
+    result because that is what samplers get: values distinct in float64 can
+    collapse after rounding, and a repeated sigma is a zero-length step that
+    some samplers divide by.
     """
     values = np.asarray(values, dtype=np.float64)
-    if values.shape != (steps,):
-        raise AssertionError(f"{name}: computed {values.shape} sigmas for {steps} steps")
-    if not np.all(np.isfinite(values)) or not np.all(values > 0):
+    if values.ndim != 1 or values.size < 2:
+        raise AssertionError(f"{name}: computed {values.shape} sigmas; a schedule has >= 2")
+    if not np.all(np.isfinite(values)) or not np.all(values[:-1] > 0) or values[-1] < 0:
         raise ValueError(f"{name}: with these inputs the schedule leaves the finite "
                          f"positive range (got {values.min():g} .. {values.max():g}); "
                          f"check its parameters")
-    out = torch.zeros(steps + 1, dtype=torch.float32)
-    out[:-1] = torch.from_numpy(values).to(torch.float32)
+    out = torch.from_numpy(values).to(torch.float32)
     if not torch.isfinite(out).all() or not (out[:-1] > 0).all():
         raise ValueError(f"{name}: with these inputs some sigmas do not fit in float32; "
                          f"check its parameters")
-    if steps > 1 and not bool((out[1:] < out[:-1]).all()):
-        raise ValueError(f"{name}: {steps} steps give repeated sigmas at float32 precision; "
-                         f"use fewer steps, a wider sigma_min..sigma_max range or other "
-                         f"parameters")
+    if not bool((out[1:] < out[:-1]).all()):
+        raise ValueError(f"{name}: {values.size - 1} steps give repeated sigmas at float32 "
+                         f"precision (or rising ones); use fewer steps, a wider "
+                         f"sigma_min..sigma_max range or other parameters")
     return out

@@ -13,11 +13,17 @@ def test_values_equal_get_sigmas():
     assert got == schedules.get_sigmas("karras", 20, rho=5.0).tolist()
     got = sigmas_for_query({"scheduler": "beta", "steps": "10", "denoise": "0.5"})
     assert got == schedules.get_sigmas("beta", 20)[-11:].tolist()
+    # flow: the SD3-type model sampling (shift on the way back from timesteps)
+    got = sigmas_for_query({"scheduler": "normal", "steps": "8", "family": "flow",
+                            "shift": "2"})
+    flow = schedules.FlowSampling(shift=2.0)
+    assert got == schedules.get_sigmas("normal", 8, model_sampling=flow).tolist()
     t = torch.arange(1, 1001, dtype=torch.float64) / 1000
-    flow = 2.0 * t / (1 + t)
+    table = 2.0 * t / (1 + t)
     got = sigmas_for_query({"scheduler": "simple", "steps": "8", "family": "flow",
                             "shift": "2"})
-    assert got == schedules.get_sigmas("simple", 8, model_sigmas=flow).tolist()
+    assert got == pytest.approx(schedules.get_sigmas("simple", 8, model_sigmas=table).tolist(),
+                                rel=1.2e-7)
     assert sigmas_for_query({"scheduler": "normal", "steps": "4", "denoise": "0"}) == []
 
 
@@ -70,7 +76,8 @@ def test_preview_info_matches_the_registries():
     assert info["schedules"]["karras"] == {"rho": {"kind": "float", "auto": False}}
     assert info["schedules"]["linear_quadratic"]["linear_steps"] == {"kind": "int",
                                                                       "auto": True}
-    assert info["families"] == ["sd15", "sdxl", "flow"]
+    assert info["families"] == ["sd15", "sdxl", "flow", "flux"]
+    assert info["default_shift"] == {"flow": 3.0, "flux": 1.15}
     table = schedules.sd1_sigmas().tolist()
     assert len(info["sd_sigma_table"]) == 1000
     assert info["sd_sigma_table"] == pytest.approx(table, rel=1e-5)

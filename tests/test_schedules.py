@@ -1,7 +1,9 @@
 """Tests of schedules/: every schedule against its formula computed here in
-float64 numpy (written from the papers' equations, never by calling the code
-under test), the published tables, scipy for the Beta quantiles, and the
-vendored March-2024 ComfyUI host's own schedulers where it has them."""
+float64 numpy (written from the papers' equations and the host's definitions,
+never by calling the code under test), the published tables, scipy for the
+Beta quantiles, and the vendored March-2024 ComfyUI host's own schedulers
+where it has them. Model families (flow, Flux), the KSampler's denoise
+semantics and the newer schedules are in test_schedule_families.py."""
 import importlib
 import math
 from types import SimpleNamespace
@@ -12,11 +14,11 @@ import torch
 
 from conftest import import_host_kdiffusion
 from sampler_lab import schedules
-from sampler_lab.schedules import special
 
 NAMES = ["normal", "karras", "exponential", "polyexponential", "simple", "sgm_uniform",
          "ddim_uniform", "beta", "linear_quadratic", "kl_optimal", "laplace", "vp",
-         "align_your_steps", "gits", "custom"]
+         "align_your_steps", "gits", "custom", "bong_tangent", "beta57", "optimal_steps",
+         "sd_turbo", "ltxv"]
 STEPS = [1, 2, 3, 7, 10, 20, 50, 100, 1000]
 RTOL = 1e-6  # the result is float32: a few ulps
 
@@ -49,9 +51,9 @@ def table_of(kind):
     return host_table() if TABLES[kind] is None else TABLES[kind]
 
 
-def sigmas(name, steps, **kw):
+def sigmas(name, steps, count=None, **kw):
     out = schedules.get_sigmas(name, steps, **kw)
-    assert out.dtype == torch.float32 and out.shape == (steps + 1,)
+    assert out.dtype == torch.float32 and out.shape == ((steps if count is None else count) + 1,)
     return out.double().numpy()
 
 
@@ -113,7 +115,8 @@ def test_names_are_stable_and_in_order():
         for param in spec.params.values():
             assert isinstance(param, schedules.Param)
     table_based = {n for n in NAMES if schedules.get_schedule(n).needs_model_sigmas}
-    assert table_based == {"normal", "simple", "sgm_uniform", "ddim_uniform", "beta"}
+    assert table_based == {"normal", "simple", "sgm_uniform", "ddim_uniform", "beta", "beta57",
+                           "sd_turbo"}
 
 
 def test_spec_fn_is_get_sigmas():
@@ -124,7 +127,9 @@ def test_spec_fn_is_get_sigmas():
 
 
 def test_sigma_inputs_say_what_is_used():
-    for name in NAMES[:-1]:
+    for name in NAMES:
+        if name == "custom":
+            continue
         spec = schedules.get_schedule(name)
         base = schedules.get_sigmas(name, 10)
         for key, value in (("sigma_min", 0.1), ("sigma_max", 5.0)):
@@ -147,6 +152,10 @@ def test_sd1_table_matches_host(host):
 # Every schedule: shape, order, final zero, for every step count
 
 
+# Definitions whose step count is not always `steps` (checked exactly below).
+OTHER_COUNTS = {"ddim_uniform", "beta", "beta57"}
+
+
 def _property_cases():
     for name in NAMES:
         if name == "custom":
@@ -158,29 +167,51 @@ def _property_cases():
 
 @pytest.mark.parametrize("name,steps,kind", list(_property_cases()))
 def test_schedule_properties(name, steps, kind):
-    n = len(table_of(kind))
-    if (name == "simple" and steps > n) or (name == "ddim_uniform" and steps > n - 1):
-        with pytest.raises(ValueError, match=name):
+    if name == "sd_turbo" and steps > 10:
+        with pytest.raises(ValueError, match=r"sd_turbo: steps must be at most 10"):
+            schedules.get_sigmas(name, steps, model_sigmas=TABLES[kind])
+        return
+    if name == "bong_tangent" and steps == 1:
+        with pytest.raises(ValueError, match=r"bong_tangent: .* each needs 2"):
             schedules.get_sigmas(name, steps, model_sigmas=TABLES[kind])
         return
     out = schedules.get_sigmas(name, steps, model_sigmas=TABLES[kind])
-    assert out.dtype == torch.float32 and out.ndim == 1 and out.shape[0] == steps + 1
+    n = len(table_of(kind))
+    count = steps if name not in OTHER_COUNTS and not (name == "simple" and steps > n) else None
+    assert out.dtype == torch.float32 and out.ndim == 1
+    if count is not None:
+        assert out.shape[0] == count + 1
     assert out[-1].item() == 0.0
     assert bool(torch.isfinite(out).all())
     assert bool((out[1:] < out[:-1]).all()), out
 
 
-@pytest.mark.parametrize("name", ["simple", "ddim_uniform"])
-def test_table_limits_raise_clearly(name):
-    with pytest.raises(ValueError, match=r"at most (1000|999)"):
-        schedules.get_sigmas(name, 1000 if name == "ddim_uniform" else 1001)
+@pytest.mark.parametrize("kind", list(TABLES))
+@pytest.mark.parametrize("steps", [1001, 1500, 2000, 10000])
+def test_simple_past_the_table_uses_every_entry_once(kind, steps):
+    # The host's strides of len/steps < 1 entry repeat entries (zero-length
+    # steps); each is kept once, which is the whole table from the top.
+    table = table_of(kind)
+    close(sigmas("simple", steps, count=len(table), model_sigmas=TABLES[kind]),
+          with_zero(table[::-1]))
+
+
+def test_ddim_uniform_past_the_table():
+    # c = max(len // steps, 1) = 1: every entry from index 1, as the host.
+    table = host_table()
+    for steps in (999, 1000, 5000):
+        close(sigmas("ddim_uniform", steps, count=999), with_zero(table[1:][::-1]))
 
 
 def test_ten_thousand_steps():
-    for name in ["normal", "karras", "exponential", "kl_optimal", "laplace", "beta", "vp",
-                 "align_your_steps", "gits", "linear_quadratic", "sgm_uniform"]:
+    for name in ["normal", "karras", "exponential", "kl_optimal", "laplace", "vp",
+                 "align_your_steps", "gits", "linear_quadratic", "sgm_uniform",
+                 "optimal_steps", "ltxv", "bong_tangent"]:
         out = schedules.get_sigmas(name, 10000)
         assert out.shape == (10001,) and bool((out[1:] < out[:-1]).all()), name
+    for name in ["beta", "beta57"]:  # rounded to the 1000 timesteps, repeats dropped
+        out = schedules.get_sigmas(name, 10000)
+        assert 500 < out.shape[0] <= 1001 and bool((out[1:] < out[:-1]).all()), name
 
 
 def test_flow_table_ranges():
@@ -348,59 +379,40 @@ def test_simple(kind, steps):
 
 
 @pytest.mark.parametrize("kind", list(TABLES))
-@pytest.mark.parametrize("steps", [1, 3, 7, 10, 50, 999])
-def test_ddim_uniform(kind, steps):
+@pytest.mark.parametrize("steps,count", [(1, 1), (3, 3), (7, 8), (10, 10), (50, 50),
+                                         (300, 333), (999, 999)])
+def test_ddim_uniform(kind, steps, count):
+    # Timesteps 1, 1 + c, 1 + 2c, ... below the table length, c = len // steps:
+    # 7 steps of 1000 entries give c = 142 and 8 timesteps (1 .. 995).
     table = table_of(kind)
     c = len(table) // steps
-    timesteps = [1 + k * c for k in range(steps)]
-    close(sigmas("ddim_uniform", steps, model_sigmas=TABLES[kind]),
+    timesteps = list(range(1, len(table), c))
+    assert len(timesteps) == count
+    close(sigmas("ddim_uniform", steps, count=count, model_sigmas=TABLES[kind]),
           with_zero(table[timesteps[::-1]]))
 
 
 @pytest.mark.parametrize("kind", list(TABLES))
-@pytest.mark.parametrize("steps", [1, 2, 10, 50, 1000])
-@pytest.mark.parametrize("alpha,beta", [(0.6, 0.6), (0.5, 2.0), (3.0, 0.7)])
+@pytest.mark.parametrize("steps", [1, 2, 10, 50, 200, 1000])
+@pytest.mark.parametrize("alpha,beta", [(0.6, 0.6), (0.5, 2.0), (3.0, 0.7), (0.5, 0.7)])
 def test_beta_schedule_against_scipy(kind, steps, alpha, beta):
+    # Timesteps (len - 1) * Q(1 - k/steps) of Beta(alpha, beta), rounded to
+    # whole timesteps, repeats dropped (the host's definition).
+    from scipy.special import betainc
     from scipy.stats import beta as beta_dist
     table = table_of(kind)
+    top = len(table) - 1
     q = 1.0 - np.arange(steps) / steps
-    t = beta_dist.ppf(q, alpha, beta) * (len(table) - 1)
-    close(sigmas("beta", steps, model_sigmas=TABLES[kind], alpha=alpha, beta=beta),
-          with_zero(log_interp(table, t)), rtol=2e-6)
-
-
-# --------------------------------------------------------------------------
-# The incomplete beta function and its inverse, against scipy
-
-SHAPES = [(0.6, 0.6), (0.05, 0.05), (0.1, 3.0), (1.0, 1.0), (2.5, 0.3), (50.0, 50.0),
-          (50.0, 0.5), (0.5, 50.0), (7.0, 2.0)]
-
-
-@pytest.mark.parametrize("a,b", SHAPES)
-def test_betainc_against_scipy(a, b):
-    from scipy.special import betainc
-    x = np.concatenate([np.linspace(0.0, 1.0, 201), [1e-10, 1e-4, 0.999999]])
-    np.testing.assert_allclose(special.betainc(x, a, b), betainc(a, b, x),
-                               rtol=1e-12, atol=1e-14)
-
-
-@pytest.mark.parametrize("a,b", SHAPES)
-def test_betaincinv_against_scipy(a, b):
-    from scipy.stats import beta as beta_dist
-    q = np.concatenate([np.linspace(0.0, 1.0, 401), [1e-8, 1e-4, 1 - 1e-4, 1 - 1e-8]])
-    expected = beta_dist.ppf(q, a, b)
-    np.testing.assert_allclose(special.betaincinv(q, a, b), expected, rtol=1e-10, atol=1e-13)
-
-
-def test_betaincinv_round_trip():
-    # Carried as (x, 1 - x): for shapes that pile mass at an end, x itself
-    # rounds to 1 - (a few ulps) and I_x would be ill-conditioned.
-    q = np.linspace(0.001, 0.999, 99)
-    for a, b in SHAPES:
-        x, y = special.beta_quantiles(q, 1.0 - q, a, b)
-        lower, upper = special.betainc_pair(x, a, b, y=y)
-        np.testing.assert_allclose(lower, q, rtol=1e-11)
-        np.testing.assert_allclose(upper, 1.0 - q, rtol=1e-11)
+    t = np.rint(beta_dist.ppf(q, alpha, beta) * top).astype(int)
+    # The forward CDF confirms each is the whole timestep nearest the quantile.
+    lower = betainc(alpha, beta, np.clip((t - 0.5) / top, 0, 1))
+    upper = betainc(alpha, beta, np.clip((t + 0.5) / top, 0, 1))
+    assert np.all((lower <= q + 1e-12) & (q <= upper + 1e-12))
+    t = [t[0]] + [b for a, b in zip(t, t[1:]) if b != a]
+    name = "beta57" if (alpha, beta) == (0.5, 0.7) else "beta"
+    params = {} if name == "beta57" else {"alpha": alpha, "beta": beta}
+    close(sigmas(name, steps, count=len(t), model_sigmas=TABLES[kind], **params),
+          with_zero(table[t]))
 
 
 # --------------------------------------------------------------------------
@@ -689,10 +701,10 @@ def test_host_table_schedulers(host, kind, steps):
           cs.normal_scheduler(model, steps, sgm=True))
     close(sigmas("simple", steps, model_sigmas=table), cs.simple_scheduler(model, steps))
     # The host keeps stepping while the timestep fits the table, so it can
-    # return more sigmas; ours are exactly its last steps + 1.
+    # return more sigmas; so do we.
     theirs = cs.ddim_scheduler(model, steps).double().numpy()
     assert len(theirs) >= steps + 1
-    close(sigmas("ddim_uniform", steps, model_sigmas=table), theirs[-(steps + 1):])
+    close(sigmas("ddim_uniform", steps, count=len(theirs) - 1, model_sigmas=table), theirs)
 
 
 @pytest.mark.parametrize("steps", [1, 5, 20])

@@ -55,6 +55,11 @@ def to_api(workflow, mappings):
                     if is_widget and values:
                         values.pop(0)  # a converted widget keeps its slot
                 elif is_widget:
+                    if not values and group == "optional":
+                        # A workflow saved before this widget was appended:
+                        # the frontend leaves it at its default.
+                        inputs[name] = decl[1]["default"]
+                        continue
                     assert values, f"{n['type']}: no saved value for widget {name}"
                     inputs[name] = values.pop(0)
                     if len(decl) > 1 and decl[1].get("control_after_generate") or \
