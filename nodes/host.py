@@ -223,12 +223,11 @@ def model_family(model):
     return sampling_family(model_sampling(model), type(inner).__name__)
 
 
-def checkpoint_family(path, prefix=None):
-    """sampling_family of a .safetensors checkpoint or diffusion-model file
-    from its header alone: the host's own model detection runs on
-    shape-only (meta) tensors, so no weight is read. None where the host
-    does not recognise the file."""
-    import comfy.model_base
+def _header_model(path, prefix=None):
+    """(config, BaseModel without its network) of a .safetensors checkpoint or
+    diffusion-model file, from its header alone: the host's own model
+    detection runs on shape-only (meta) tensors, so no weight is read.
+    None where the host does not recognise the file."""
     import comfy.model_detection
     from safetensors import safe_open
 
@@ -252,14 +251,70 @@ def checkpoint_family(path, prefix=None):
         except TypeError:  # hosts before the metadata argument
             config = comfy.model_detection.model_config_from_unet(state, prefix)
         if config is None and prefix:  # a bare diffusion-model file
-            return checkpoint_family(path, prefix="")
+            return _header_model(path, prefix="")
         if config is None:
             return None
         # The model class decides the sampling (SD3's is flow whatever the
         # config says); built without its network, as the tests' models are.
         config.unet_config["disable_unet_model_creation"] = True
-        model = config.get_model(state, prefix, device=torch.device("cpu"))
-        ms = model.model_sampling
+        return config, config.get_model(state, prefix, device=torch.device("cpu"))
     except (KeyError, IndexError, AttributeError, RuntimeError, ValueError, TypeError):
         return None
-    return sampling_family(ms, type(config).__name__)
+
+
+def checkpoint_family(path):
+    """sampling_family of a .safetensors checkpoint or diffusion-model file,
+    read from its header (see _header_model); None if not recognised."""
+    found = _header_model(path)
+    if found is None:
+        return None
+    config, model = found
+    return sampling_family(model.model_sampling, type(config).__name__)
+
+
+def sampling_node_family(class_type, values, base_path=None):
+    """sampling_family after the host's own ModelSampling* node `class_type`
+    ran with `values` (its widget values, as strings) on a model without a
+    network: the checkpoint's at base_path, else an SD1.5-type one. Raises
+    ValueError for a node that is not a ModelSampling* node or bad values."""
+    import comfy.model_base
+    import comfy.model_patcher
+    import comfy.supported_models
+    import nodes
+
+    cls = nodes.NODE_CLASS_MAPPINGS.get(class_type)
+    if cls is None or not class_type.startswith("ModelSampling"):
+        raise ValueError(f"node must be a ModelSampling* node of this host, got {class_type!r}")
+    found = _header_model(base_path) if base_path else None
+    name = type(found[0]).__name__ if found else class_type
+    if found is None:
+        config = comfy.supported_models.SD15({"disable_unet_model_creation": True})
+        found = config, comfy.model_base.BaseModel(config, comfy.model_base.ModelType.EPS,
+                                                   device=torch.device("cpu"))
+    config, base = found
+    cpu = torch.device("cpu")
+    model = comfy.model_patcher.ModelPatcher(base, load_device=cpu, offload_device=cpu)
+    inputs = {}
+    for group in ("required", "optional"):
+        for name, decl in cls.INPUT_TYPES().get(group, {}).items():
+            if name == "model" or name not in values:
+                continue
+            kind, raw = decl[0], values[name]
+            try:
+                if kind == "FLOAT":
+                    inputs[name] = float(raw)
+                elif kind == "INT":
+                    inputs[name] = int(float(raw))
+                elif kind == "BOOLEAN":
+                    inputs[name] = str(raw).lower() in ("true", "1")
+                elif isinstance(kind, (list, tuple)):
+                    if raw not in kind:
+                        raise ValueError
+                    inputs[name] = raw
+            except ValueError:
+                raise ValueError(f"{class_type}.{name}: bad value {raw!r}") from None
+    try:
+        patched = getattr(cls(), cls.FUNCTION)(model=model, **inputs)[0]
+    except (TypeError, KeyError, AttributeError, RuntimeError) as exc:
+        raise ValueError(f"{class_type} could not run on its own: {exc}") from None
+    return sampling_family(model_sampling(patched), name)

@@ -2,8 +2,10 @@
 GET /sampler_lab/sigmas  a schedule (and, given a sampler, its fresh-noise
                          fraction per step) for the preview;
 GET /sampler_lab/info    samplers, their options, schedules, their parameters;
-GET /sampler_lab/model   family / process / shift of a checkpoint, read from
-                         its header (no weights loaded)."""
+GET /sampler_lab/model   family / process / shift of a checkpoint (read from
+                         its header, no weights loaded) or of a ModelSampling*
+                         node's settings (the host's node run on a model
+                         without a network)."""
 import functools
 import os
 
@@ -28,34 +30,60 @@ def sigmas_answer(query):
     return body
 
 
-def model_answer(query):
-    """The /sampler_lab/model body: {"family", "process", "shift", "model",
-    "source"} for ckpt_name=... or unet_name=...; raises ValueError for a
-    missing or unknown file, LookupError when the host does not recognise it."""
+def _model_path(key, name):
+    """The file a loader's input names, or ValueError."""
     import folder_paths
 
-    for key, folder in MODEL_FOLDERS.items():
-        name = query.get(key)
-        if not name:
-            continue
-        path = None
-        for candidate in (folder, "unet") if folder == "diffusion_models" else (folder,):
+    folder = MODEL_FOLDERS[key]
+    for candidate in (folder, "unet") if folder == "diffusion_models" else (folder,):
+        try:
+            path = folder_paths.get_full_path(candidate, name)
+        except KeyError:  # a folder name this host does not know
+            path = None
+        if path:
+            return path
+    raise ValueError(f"{key} {name!r} is not a file in the host's {folder} folder")
+
+
+def model_answer(query):
+    """The /sampler_lab/model body: {"family", "process", "shift", "model",
+    "source", ...} for ckpt_name=... or unet_name=... (read from the file's
+    header), or node=ModelSampling...&<its widget values>[&ckpt_name=...]
+    (the host's node run on a model without a network). Raises ValueError
+    for bad input, LookupError when the host does not recognise the file."""
+    from . import host
+
+    query = dict(query)
+    node = query.pop("node", None)
+    base = None
+    for key in MODEL_FOLDERS:
+        name = query.pop(key, None)
+        if name:
             try:
-                path = folder_paths.get_full_path(candidate, name)
-            except KeyError:  # a folder name this host does not know
-                path = None
-            if path:
-                break
-        if not path:
-            raise ValueError(f"{key} {name!r} is not a file in the host's {folder} folder")
-        if not path.endswith(".safetensors") or not os.path.isfile(path):
-            raise LookupError(f"only .safetensors headers are read; {name!r} is not one")
-        stat = os.stat(path)
-        found = _header_family(path, stat.st_mtime_ns, stat.st_size)
-        if found is None:
-            raise LookupError(f"the host does not recognise the model in {name!r}")
-        return dict(found, source=f"{key}: {name}")
-    raise ValueError(f"give one of {', '.join(MODEL_FOLDERS)}")
+                base = (key, name, _model_path(key, name))
+            except ValueError:
+                if not node:
+                    raise
+            break
+    if node:
+        # the node's sampling on the checkpoint's model where it can be read
+        path = base[2] if base and base[2].endswith(".safetensors") else None
+        try:
+            return dict(host.sampling_node_family(node, query, path), source=node)
+        except ValueError:
+            raise
+        except Exception:  # an unreadable checkpoint: the node on its own
+            return dict(host.sampling_node_family(node, query, None), source=node)
+    if base is None:
+        raise ValueError(f"give one of {', '.join(MODEL_FOLDERS)}, or node=ModelSampling...")
+    key, name, path = base
+    if not path.endswith(".safetensors") or not os.path.isfile(path):
+        raise LookupError(f"only .safetensors headers are read; {name!r} is not one")
+    stat = os.stat(path)
+    found = _header_family(path, stat.st_mtime_ns, stat.st_size)
+    if found is None:
+        raise LookupError(f"the host does not recognise the model in {name!r}")
+    return dict(found, source=f"{key}: {name}")
 
 
 @functools.lru_cache(maxsize=64)
