@@ -286,7 +286,7 @@ def sampling_node_family(class_type, values, base_path=None):
     if cls is None or not class_type.startswith("ModelSampling"):
         raise ValueError(f"node must be a ModelSampling* node of this host, got {class_type!r}")
     found = _header_model(base_path) if base_path else None
-    name = type(found[0]).__name__ if found else class_type
+    model_name = type(found[0]).__name__ if found else class_type
     if found is None:
         config = comfy.supported_models.SD15({"disable_unet_model_creation": True})
         found = config, comfy.model_base.BaseModel(config, comfy.model_base.ModelType.EPS,
@@ -317,4 +317,4 @@ def sampling_node_family(class_type, values, base_path=None):
         patched = getattr(cls(), cls.FUNCTION)(model=model, **inputs)[0]
     except (TypeError, KeyError, AttributeError, RuntimeError) as exc:
         raise ValueError(f"{class_type} could not run on its own: {exc}") from None
-    return sampling_family(model_sampling(patched), name)
+    return sampling_family(model_sampling(patched), model_name)

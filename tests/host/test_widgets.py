@@ -167,3 +167,54 @@ def test_routes_noise_fraction_info_and_model(comfy, header_models, monkeypatch)
     assert s4 == 200 and b4["family"] == "sd15" and b4["source"] == "ckpt_name: mine.safetensors"
     assert s5 == 404 and "absent" in b5["error"]
     assert s6 == 200 and b6 == b5
+
+
+def test_sampling_node_family_runs_the_hosts_own_node(comfy, header_models, monkeypatch):
+    import comfy_extras.nodes_model_advanced as advanced
+    import nodes
+
+    from sampler_lab.nodes import host
+    # the server loads these extra nodes at start; in-process we add them
+    for name, cls in advanced.NODE_CLASS_MAPPINGS.items():
+        monkeypatch.setitem(nodes.NODE_CLASS_MAPPINGS, name, cls)
+    found = host.sampling_node_family("ModelSamplingDiscrete", {"sampling": "eps", "zsnr": "false"})
+    assert found["family"] == "sd15" and found["process"] == "ve"
+    with pytest.raises(ValueError, match="ModelSampling"):
+        host.sampling_node_family("KSampler", {})
+    with pytest.raises(ValueError, match="sampling"):
+        host.sampling_node_family("ModelSamplingDiscrete", {"sampling": "nope"})
+    if "ModelSamplingFlux" not in nodes.NODE_CLASS_MAPPINGS:
+        pytest.skip("this host has no flow-model nodes")
+    found = host.sampling_node_family("ModelSamplingSD3", {"shift": "5"},
+                                      str(header_models["sd3"]))
+    assert found["family"] == "flow" and found["shift"] == pytest.approx(5.0)
+    assert found["model"] == "SD3"
+    # Flux: mu grows linearly with the image tokens, from base_shift at 256 to
+    # max_shift at 4096 (1024 x 1024); sigma(t) is the SD3 form with shift e^mu
+    found = host.sampling_node_family("ModelSamplingFlux", {
+        "max_shift": "1.15", "base_shift": "0.5", "width": "1024", "height": "1024"})
+    assert found["shift"] == pytest.approx(math.exp(1.15), rel=1e-5)
+    found = host.sampling_node_family("ModelSamplingFlux", {
+        "max_shift": "1.15", "base_shift": "0.5", "width": "256", "height": "256"})
+    assert found["shift"] == pytest.approx(math.exp(0.5), rel=1e-5)
+
+
+def test_optimize_reports_its_outcome(comfy, sd15_model, cond, tmp_path, monkeypatch):
+    import folder_paths
+    if hasattr(folder_paths, "get_user_directory"):
+        monkeypatch.setattr(folder_paths, "get_user_directory", lambda: str(tmp_path))
+    monkeypatch.setattr(folder_paths, "user_directory", str(tmp_path), raising=False)
+    pos, neg = cond
+    args = dict(sampler_name="dpmpp_2m", steps=4, cfg=1.0, calibration_seed=5, budget_calls=300)
+    node = comfy.lab.LabOptimizeSchedule()
+    with torch.inference_mode():
+        new = node.optimize(sd15_model, pos, neg, {"samples": torch.zeros(1, 4, 8, 8)}, **args)
+        again = node.optimize(sd15_model, pos, neg, {"samples": torch.zeros(1, 4, 8, 8)}, **args)
+    [first], [second] = new["ui"]["sampler_lab_outcome"], again["ui"]["sampler_lab_outcome"]
+    assert first["cached"] is False and second["cached"] is True
+    assert 0 < first["calls"] <= 300 and first["budget_calls"] == 300
+    assert first["error_after"] <= first["error_before"]
+    for key in ("calls", "error_before", "error_after", "start"):
+        assert second[key] == first[key]
+    assert new["ui"]["sampler_lab_model"][0]["family"] == "sd15"
+    json.dumps(new["ui"])
