@@ -506,6 +506,42 @@ try {
   }, ids.sm);
   Object.assign(report, result);
 
+  step("examples");
+  // as the Templates dialog offers them: listed, with a thumbnail, and
+  // laid out without overlaps once the frontend has sized every node
+  report.examples = [];
+  const listing = await page.request.get(`${URL_}/api/workflow_templates`).catch(() => null);
+  const modules = listing?.ok() ? await listing.json() : {};
+  const module = Object.keys(modules).find((m) => modules[m].some((n) => /Sampler Lab/.test(n)));
+  for (const name of module ? modules[module] : []) {
+    const base = `${URL_}/api/workflow_templates/${module}/${encodeURIComponent(name)}`;
+    const thumb = await page.request.get(`${base}.jpg`);
+    const workflow = await (await page.request.get(`${base}.json`)).json();
+    await page.evaluate(async (wf) => {
+      await window.app.loadGraphData(wf);
+    }, workflow);
+    await page.waitForTimeout(1500);
+    const boxes = await page.evaluate(() => window.app.graph._nodes.map((n) => {
+      const el = document.querySelector(`[data-node-id="${n.id}"]`);
+      if (el) {
+        const r = el.getBoundingClientRect();
+        return [n.id, n.type, r.left, r.top, r.right, r.bottom];
+      }
+      const b = n.getBounding();
+      return [n.id, n.type, b[0], b[1], b[0] + b[2], b[1] + b[3]];
+    }));
+    const overlaps = [];
+    for (let i = 0; i < boxes.length; i++) {
+      for (let j = i + 1; j < boxes.length; j++) {
+        const [a, b] = [boxes[i], boxes[j]];
+        if (!(a[4] <= b[2] || b[4] <= a[2] || a[5] <= b[3] || b[5] <= a[3])) overlaps.push([a[1], b[1]]);
+      }
+    }
+    report.examples.push({ name, thumbnail: thumb.status(), type: thumb.headers()["content-type"],
+      nodes: boxes.length, overlaps });
+    if (name.includes("flow")) await shot("example_flow");
+  }
+
   step("degrade");
   report.degrade = await page.evaluate(() => {
     const ext = (window.app.extensions ?? []).find((e) => e.name === "SamplerLab.SchedulePreview");

@@ -257,6 +257,13 @@ def _check_common(r, server):
     assert r["degrade"]["no_throw"]
     assert all(f["inside"] for f in r["fits"]) and len(r["fits"]) >= 6, r["fits"]
     assert r["our_console_errors"] == []
+    if server.kind == "newest":  # the Templates dialog's source
+        assert len(r["examples"]) == 3, r["examples"]
+        for ex in r["examples"]:
+            assert ex["thumbnail"] == 200 and ex["type"] == "image/jpeg", ex
+            assert ex["nodes"] >= 7
+            if not r["vue_mode"]:  # Vue nodes are drawn larger than the canvas sizes them
+                assert ex["overlaps"] == [], ex
     lat = sorted(r["latency_ms"])
     assert lat[len(lat) // 2] < 60 and lat[-1] < 400, lat
 
