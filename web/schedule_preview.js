@@ -388,6 +388,7 @@ function refresh(state) {
   const key = previewQuery(state);
   if (key === null || key === state.key || key === state.pendingKey) return;
   state.pendingKey = key;
+  ++state.seq; // an answer still on its way is for an older key: not to be shown
   state.changedAt ??= performance.now();
   clearTimeout(state.timer);
   state.timer = null;
@@ -434,7 +435,7 @@ function settle(state, key, { sigmas, noise, error }) {
   state.noise = noise ?? null;
   state.error = error;
   state.key = key;
-  state.pendingKey = null;
+  if (state.pendingKey === key) state.pendingKey = null;
   draw(state);
 }
 

@@ -284,6 +284,25 @@ try {
     await change(ids.s, "scheduler", name);
     report.widgets.scheduler[name] = await visibleWidgets(ids.s);
   }
+  // small defaults shown as they are (vp_eps_s 0.001, dpm_adaptive_atol 0.0078)
+  await setWidget(ids.sm, "sampler_name", "dpm_adaptive");
+  await change(ids.s, "scheduler", "vp");
+  report.shown_values = await page.evaluate(([ids, vue]) => {
+    const out = {};
+    for (const [id, name] of [[ids.sm, "dpm_adaptive_atol"], [ids.s, "vp_eps_s"]]) {
+      const node = window.app.graph.getNodeById(id);
+      const w = node.widgets.find((x) => x.name === name);
+      if (vue) {
+        const row = [...document.querySelectorAll(`[data-node-id="${id}"] .lg-widget-container`)]
+          .find((el) => el.querySelector("p")?.textContent?.trim() === name);
+        out[name] = row?.querySelector("input")?.value ?? null;
+      } else { // the canvas shows the value at the widget's precision
+        out[name] = Number(w.value).toFixed(w.options.precision ?? 3);
+      }
+    }
+    return out;
+  }, [ids, RENDERER === "vue"]);
+  await setWidget(ids.sm, "sampler_name", "euler");
   await change(ids.s, "scheduler", "karras");
   await shot("selection");
 

@@ -237,6 +237,7 @@ def _check_common(r, server):
     families = _check_noise(r)
     if "sd3" in server.checkpoints:
         assert families == {"sd15", "flow"}
+    assert r["shown_values"] == {"dpm_adaptive_atol": "0.0078", "vp_eps_s": "0.001"}, r["shown_values"]
     assert "step" in r["hover"] and "σ" in r["hover"]
     assert r["drag"]["text_changed"] and r["drag"]["decreasing"] and r["drag"]["points_follow"]
     assert r["drag"]["only_point_3"] and not r["drag"]["node_moved"]
