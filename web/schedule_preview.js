@@ -960,6 +960,12 @@ function dragTo(state, y, done) {
 
 const tracked = new Set();
 
+function forget(state) {
+  tracked.delete(state);
+  clearTimeout(state.timer);
+  state.el?.remove();
+}
+
 function attach(node, kind) {
   if (node.__samplerLab || typeof node.addCustomWidget !== "function") return;
   const state = makeState(node, kind);
@@ -1042,7 +1048,15 @@ function tick() {
   const themeChanged = key !== paletteKey;
   paletteKey = key;
   for (const state of tracked) {
-    if (!state.node.graph) continue; // not (or no longer) in a graph
+    const graph = state.node.graph;
+    if (!graph) continue; // not yet in a graph
+    if (graph.getNodeById?.(state.node.id) !== state.node) {
+      // removed (or its graph replaced by a loaded workflow): its id may
+      // now belong to another node, whose element must not get this plot
+      forget(state);
+      continue;
+    }
+    if ((app.canvas?.graph ?? app.graph) !== graph) continue; // in a subgraph not shown
     try {
       if (vueMode()) placeInVueNode(state);
       else if (state.el?.parentElement && !state.el.parentElement.classList?.contains("dom-widget")
@@ -1119,6 +1133,10 @@ const extension = {
       state.changedAt = performance.now();
       refresh(state);
       draw(state);
+    });
+    chain(proto, "onRemoved", function () {
+      const state = this.__samplerLab;
+      if (state) forget(state);
     });
     chain(proto, "onConnectionsChange", function () {
       const state = this.__samplerLab;

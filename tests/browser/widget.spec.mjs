@@ -549,6 +549,16 @@ try {
       const b = n.getBounding();
       return [n.id, n.type, b[0], b[1], b[0] + b[2], b[1] + b[3]];
     }));
+    await page.waitForTimeout(400); // a few ticks of the widget's placement
+    // plots on screen: exactly one per node of ours that has one, none left
+    // over from the graph before (node ids are reused across workflows)
+    const plots = await page.evaluate(() => {
+      const shown = [...document.querySelectorAll(".sampler-lab-plot")]
+        .filter((el) => el.isConnected && el.offsetParent !== null && el.getClientRects().length);
+      const owners = shown.map((el) => window.app.graph._nodes.find((n) => n.__samplerLab?.el === el));
+      return { shown: shown.length, stray: owners.filter((n) => !n).length,
+        wanted: window.app.graph._nodes.filter((n) => n.__samplerLab?.el).length };
+    });
     const overlaps = [];
     for (let i = 0; i < boxes.length; i++) {
       for (let j = i + 1; j < boxes.length; j++) {
@@ -557,7 +567,7 @@ try {
       }
     }
     report.examples.push({ name, thumbnail: thumb.status(), type: thumb.headers()["content-type"],
-      nodes: boxes.length, overlaps });
+      nodes: boxes.length, overlaps, plots });
     if (name.includes("flow")) await shot("example_flow");
   }
 

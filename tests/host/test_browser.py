@@ -263,6 +263,7 @@ def _check_common(r, server):
         for ex in r["examples"]:
             assert ex["thumbnail"] == 200 and ex["type"] == "image/jpeg", ex
             assert ex["nodes"] >= 7
+            assert ex["plots"]["stray"] == 0 and ex["plots"]["shown"] == ex["plots"]["wanted"] >= 1, ex
             if not r["vue_mode"]:  # Vue nodes are drawn larger than the canvas sizes them
                 assert ex["overlaps"] == [], ex
     lat = sorted(r["latency_ms"])
