@@ -6,7 +6,7 @@ scheduler registry, our schedules) in the core KSampler's dropdowns as
 lab_<name>. Off by default; core names are never changed.
 """
 import os
-from .custom_sampling import LabCustomSigmas, LabSampler, LabScheduler
+from .custom_sampling import LabCustomSigmas, LabSampler, LabScheduler, LabSigmasPreview
 from .ksampler import LabKSampler, LabKSamplerAdvanced
 from .optimize import LabOptimizeSchedule
 
@@ -17,6 +17,7 @@ NODE_CLASS_MAPPINGS = {
     "SamplerLabScheduler": LabScheduler,
     "SamplerLabCustomSigmas": LabCustomSigmas,
     "SamplerLabOptimizeSchedule": LabOptimizeSchedule,
+    "SamplerLabSigmasPreview": LabSigmasPreview,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -26,6 +27,7 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "SamplerLabScheduler": "Sampler Lab Scheduler",
     "SamplerLabCustomSigmas": "Sampler Lab Custom Sigmas",
     "SamplerLabOptimizeSchedule": "Sampler Lab Optimize Schedule",
+    "SamplerLabSigmasPreview": "Sampler Lab Sigmas Preview",
 }
 
 

@@ -53,7 +53,7 @@ class LabScheduler:
     def get_sigmas(self, model, scheduler, steps, denoise=1.0, **params):
         sigmas = host.schedule(model, scheduler, steps, denoise,
                                **schedule_params(scheduler, params))
-        return with_sigmas((sigmas,), sigmas)
+        return with_sigmas((sigmas,), sigmas, model)
 
 
 class LabCustomSigmas:
@@ -84,3 +84,21 @@ class LabCustomSigmas:
         steps = len(parse_sigmas(sigmas)) - 1
         values = get_sigmas("custom", steps, text=sigmas)
         return with_sigmas((values,), values)
+
+
+class LabSigmasPreview:
+    DESCRIPTION = ("Plots any SIGMAS on the node (for example a schedule built with the "
+                   "core's BasicScheduler, SplitSigmas or FlipSigmas) and passes them on "
+                   "unchanged.")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("SIGMAS",)
+    OUTPUT_TOOLTIPS = ("The same sigmas, unchanged.",)
+    OUTPUT_NODE = True  # runs (and plots) even where nothing uses its output
+    FUNCTION = "preview"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"sigmas": ("SIGMAS", {"tooltip": "The sigmas to plot."})}}
+
+    def preview(self, sigmas):
+        return with_sigmas((sigmas,), sigmas)

@@ -28,11 +28,15 @@ def _ours():
     return {"noise_strength": noise_strength_input(), "s_noise": s_noise_input()}
 
 
-def with_sigmas(result, sigmas):
-    """The node's outputs plus the sigmas it used, for the web widget
+def with_sigmas(result, sigmas, model=None):
+    """The node's outputs plus the sigmas it used and, given the model, its
+    family, process and shift (host.model_family), for the web widget
     (ComfyUI sends the "ui" part to the browser as the node's output)."""
     used = [] if sigmas is None else [float(v) for v in sigmas]
-    return {"ui": {"sampler_lab_sigmas": used}, "result": result}
+    ui = {"sampler_lab_sigmas": used}
+    if model is not None:
+        ui["sampler_lab_model"] = [host.model_family(model)]
+    return {"ui": ui, "result": result}
 
 
 def _run(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent,
@@ -50,10 +54,10 @@ def _run(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, l
         if start_step < len(sigmas) - 1:
             sigmas = sigmas[start_step:]
         else:
-            return with_sigmas((latent.copy(),), None)
+            return with_sigmas((latent.copy(),), None, model)
     sampler = host.LabKSAMPLER(sampler_name, eta=eta, s_noise=s_noise)
     return with_sigmas((host.sample(model, seed, cfg, sampler, sigmas, positive, negative,
-                                    latent, add_noise=add_noise),), sigmas)
+                                    latent, add_noise=add_noise),), sigmas, model)
 
 
 class LabKSampler:

@@ -100,9 +100,24 @@ def _write_cache(path, entry):
     os.replace(tmp, path)  # readers never see half a file
 
 
-def _output(sigmas, summary):
-    out = with_sigmas((sigmas,), sigmas)
+def _outcome(entry, cached):
+    """What the node shows of a search: cached or new, calls spent, the
+    error of the best fixed schedule and of the result."""
+    def number(key):
+        value = entry.get(key)
+        return float(value) if isinstance(value, (int, float)) else None
+    calls = entry.get("calls")
+    return {"cached": bool(cached), "calls": int(calls) if isinstance(calls, int) else None,
+            "budget_calls": int(entry.get("key", {}).get("budget_calls", 0)) or None,
+            "error_before": number("error_before"), "error_after": number("error_after"),
+            "start": str(entry.get("start", "")), "summary": str(entry.get("summary", ""))}
+
+
+def _output(sigmas, summary, model=None, outcome=None):
+    out = with_sigmas((sigmas,), sigmas, model)
     out["ui"]["sampler_lab_summary"] = [summary]
+    if outcome is not None:
+        out["ui"]["sampler_lab_outcome"] = [outcome]
     return out
 
 
@@ -205,7 +220,8 @@ class LabOptimizeSchedule:
         cached = _read_cache(path)
         if cached is not None:
             sigmas, entry = cached
-            return _output(sigmas, f"cached: {entry.get('summary', '')}")
+            return _output(sigmas, f"cached: {entry.get('summary', '')}", model,
+                           _outcome(entry, cached=True))
         # Every fixed schedule of this model is scored as a start, so the result is
         # never worse on the calibration batch than the best of them.
         starts = fixed_starts(steps, sigma_min, sigma_max, model_sampling=host.sampling_of(ms))
@@ -225,4 +241,4 @@ class LabOptimizeSchedule:
             _write_cache(path, entry)
         except OSError as exc:  # a read-only user folder costs a re-run, not the result
             print(f"[Sampler Lab] could not cache the optimized schedule at {path}: {exc}")
-        return _output(sigmas, result.summary())
+        return _output(sigmas, result.summary(), model, _outcome(entry, cached=False))

@@ -1,12 +1,105 @@
-"""GET /sampler_lab/sigmas and /sampler_lab/info on the host's server
-(PromptServer routes), for the web widget."""
+"""The web widget's routes on the host's server (PromptServer):
+GET /sampler_lab/sigmas  a schedule (and, given a sampler, its fresh-noise
+                         fraction per step) for the preview;
+GET /sampler_lab/info    samplers, their options, schedules, their parameters;
+GET /sampler_lab/model   family / process / shift of a checkpoint (read from
+                         its header, no weights loaded) or of a ModelSampling*
+                         node's settings (the host's node run on a model
+                         without a network)."""
+import functools
+import os
+
 from aiohttp import web
 
-from ..schedules.preview import preview_info, sigmas_for_query
+from ..schedules.preview import sigmas_for_query
+from ..schedules.widget_info import noise_fraction, split_noise_query, widget_info
+
+# loader input name -> the host's model folder it names a file in
+MODEL_FOLDERS = {"ckpt_name": "checkpoints", "unet_name": "diffusion_models"}
+
+
+def sigmas_answer(query):
+    """The /sampler_lab/sigmas body for a query (a dict of strings); raises
+    ValueError naming the bad parameter."""
+    schedule_query, noise_query = split_noise_query(query)
+    values = sigmas_for_query(schedule_query)
+    body = {"sigmas": values}
+    if noise_query is not None:
+        family = schedule_query.get("family") or "sd15"
+        body["noise_fraction"] = noise_fraction(values, family, noise_query)
+    return body
+
+
+def _model_path(key, name):
+    """The file a loader's input names, or ValueError."""
+    import folder_paths
+
+    folder = MODEL_FOLDERS[key]
+    for candidate in (folder, "unet") if folder == "diffusion_models" else (folder,):
+        try:
+            path = folder_paths.get_full_path(candidate, name)
+        except KeyError:  # a folder name this host does not know
+            path = None
+        if path:
+            return path
+    raise ValueError(f"{key} {name!r} is not a file in the host's {folder} folder")
+
+
+def model_answer(query):
+    """The /sampler_lab/model body: {"family", "process", "shift", "model",
+    "source", ...} for ckpt_name=... or unet_name=... (read from the file's
+    header), or node=ModelSampling...&<its widget values>[&ckpt_name=...]
+    (the host's node run on a model without a network). Raises ValueError
+    for bad input, LookupError when the host does not recognise the file."""
+    from . import host
+
+    query = dict(query)
+    node = query.pop("node", None)
+    base = None
+    for key in MODEL_FOLDERS:
+        name = query.pop(key, None)
+        if name:
+            try:
+                base = (key, name, _model_path(key, name))
+            except ValueError:
+                if not node:
+                    raise
+            break
+    if node:
+        # the node's sampling on the checkpoint's model where it can be read
+        path = base[2] if base and base[2].endswith(".safetensors") else None
+        try:
+            return dict(host.sampling_node_family(node, query, path), source=node)
+        except ValueError:
+            raise
+        except Exception:  # an unreadable checkpoint: the node on its own
+            return dict(host.sampling_node_family(node, query, None), source=node)
+    if base is None:
+        raise ValueError(f"give one of {', '.join(MODEL_FOLDERS)}, or node=ModelSampling...")
+    key, name, path = base
+    if not path.endswith(".safetensors") or not os.path.isfile(path):
+        raise LookupError(f"only .safetensors headers are read; {name!r} is not one")
+    stat = os.stat(path)
+    found = _header_family(path, stat.st_mtime_ns, stat.st_size)
+    if found is None:
+        raise LookupError(f"the host does not recognise the model in {name!r}")
+    return dict(found, source=f"{key}: {name}")
+
+
+@functools.lru_cache(maxsize=64)
+def _header_family(path, mtime_ns, size):
+    """host.checkpoint_family, once per file version; None if unreadable."""
+    from . import host
+    try:
+        return host.checkpoint_family(path)
+    except Exception:  # a damaged or foreign file: the widget keeps its guess
+        return None
 
 
 def register(prompt_server):
-    @prompt_server.routes.get("/sampler_lab/sigmas")
+    routes = prompt_server.routes
+
+    @routes.get("/sampler_lab/sigmas")
     async def sigmas(request):
         query = dict(request.rel_url.query)
         # soft=1: the widget asks while the user is still typing; an invalid
@@ -14,12 +107,22 @@ def register(prompt_server):
         # the browser would log as an error.
         soft = query.pop("soft", "") == "1"
         try:
-            values = sigmas_for_query(query)
+            body = sigmas_answer(query)
         except ValueError as exc:
             return web.json_response({"error": str(exc)}, status=200 if soft else 400)
-        return web.json_response({"sigmas": values})
+        return web.json_response(body)
 
-    @prompt_server.routes.get("/sampler_lab/info")
+    @routes.get("/sampler_lab/info")
     async def info(request):
-        return web.json_response(preview_info())
+        return web.json_response(widget_info())
+
+    @routes.get("/sampler_lab/model")
+    async def model(request):
+        query = dict(request.rel_url.query)
+        soft = query.pop("soft", "") == "1"
+        try:
+            body = model_answer(query)
+        except (ValueError, LookupError) as exc:
+            return web.json_response({"error": str(exc)}, status=200 if soft else 404)
+        return web.json_response(body)
     return sigmas

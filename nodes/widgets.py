@@ -48,6 +48,29 @@ def _finite(value, fallback):
     return value if value is not None and math.isfinite(value) else fallback
 
 
+def _decimals(value):
+    """Digits after the point in value's shortest repr (0.0078 -> 4, 7.0 -> 0)."""
+    text = repr(float(value)).lower()
+    mantissa, _, exponent = text.partition("e")
+    digits = len(mantissa.partition(".")[2].rstrip("0"))
+    return max(0, digits - int(exponent or 0))
+
+
+def float_display(default, step=None):
+    """The frontend's options of a FLOAT widget: `step` (the arrows' step:
+    the parameter's own grid, else 0.01, made fine enough that the default
+    is a multiple of it), `precision` (digits shown: those of the step and
+    of the default) and `round` (values snap to what is shown). So the
+    default shows exactly and the arrows come back to it (vp_eps_s = 0.001
+    was shown as 0.00 at step 0.01)."""
+    step = 0.01 if step is None else float(step)
+    places = _decimals(default)
+    if places > _decimals(step) or abs(default / step - round(default / step)) > 1e-9:
+        step = min(step, 10.0 ** -places)
+    precision = max(_decimals(step), places)
+    return {"step": step, "round": 10.0 ** -precision, "precision": precision}
+
+
 def _widget(kind, default, lo, hi, choices, step, tip):
     """A widget declaration for one engine parameter, or None where it has no
     widget form (text, which the Custom Sigmas node takes; dicts). An int
@@ -62,7 +85,8 @@ def _widget(kind, default, lo, hi, choices, step, tip):
                         "tooltip": tip + (" (-1: automatic)" if auto else "")})
     if kind == "float":
         return ("FLOAT", {"default": default, "min": _finite(lo, -1e6),
-                          "max": _finite(hi, 1e6), "step": step, "tooltip": tip})
+                          "max": _finite(hi, 1e6), **float_display(default, step),
+                          "tooltip": tip})
     return None
 
 
@@ -93,7 +117,7 @@ def _picked(owner, params, widget_values):
 
 def schedule_param_inputs():
     return _inputs(SCHEDULES, lambda spec: spec.params, lambda owner, name, p: _widget(
-        p.kind, p.default, p.lo, p.hi, p.choices, p.step or 0.01,
+        p.kind, p.default, p.lo, p.hi, p.choices, p.step,
         f"{owner} only: {p.description}"))
 
 
@@ -103,7 +127,8 @@ def schedule_params(scheduler, widget_values):
 
 def sampler_option_inputs():
     return _inputs(SAMPLERS, lambda spec: spec.option_specs, lambda owner, name, o: _widget(
-        o.kind, o.default, o.lo, o.hi, o.choices, 0.0001, f"{owner} only: {o.help or name}"))
+        o.kind, o.default, o.lo, o.hi, o.choices, getattr(o, "step", None),
+        f"{owner} only: {o.help or name}"))
 
 
 def sampler_options(sampler, widget_values):

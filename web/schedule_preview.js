@@ -1,35 +1,49 @@
-// Sampler Lab: the schedule / noise-strength preview drawn on our nodes.
+// Sampler Lab in the browser: shows only the widgets of the selected sampler
+// and schedule, and plots the schedule, the fresh noise of the sampler's own
+// noise rule and the sigmas a run used.
 //
-// It only draws and edits ordinary widget values: the plot itself is a
-// widget that never serializes, and which model family the preview assumes
-// lives in node.properties. So a saved workflow and its API prompt are the
+// Every number drawn comes from the server (GET /sampler_lab/sigmas, /info,
+// /model) or from what a node reports after it ran: no schedule or sampler
+// math lives here. The plot is a DOM widget (a <canvas> in an element of our
+// own), so it draws in the classic canvas, in Vue nodes ("Nodes 2.0", where
+// it is placed in the node's body) and in the old frontend. It only draws
+// and edits ordinary widget values: hidden widgets keep their values and
+// their place, the plot never serializes, and the model the preview assumes
+// lives in node.properties, so a saved workflow and its API prompt are the
 // same with or without this file. Where the frontend lacks what it needs,
-// it does nothing and logs nothing (the nodes keep their plain widgets).
+// it does nothing and logs nothing.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 
+const EXT = "SamplerLab.SchedulePreview";
 const PLOT = "sampler_lab_plot";
-const FAMILY = "sampler_lab_family";
-const SHIFT = "sampler_lab_shift";
-const FAMILIES = ["sd15", "sdxl", "flow"];
-const HEIGHT = 170;
+const MODEL = "sampler_lab_model";       // node property: auto | sd15 | sdxl | flow
+const SHIFT = "sampler_lab_shift";       // node property: shift for a manual flow choice
+const OLD_FAMILY = "sampler_lab_family"; // the earlier property (its "sd15" was a default)
+const CHOICES = ["auto", "sd15", "sdxl", "flow"];
+const PLOT_HEIGHT = 196;   // canvas, css px
+const HEAD_HEIGHT = 24;    // the model row above it
+const MESSAGE_HEIGHT = 26; // a display node before its first run
 const DEBOUNCE_MS = 25;
+const HIDDEN_TYPE = "sampler_lab_hidden"; // the old frontend's way to hide a widget
+// Widget types Vue nodes draw (frontend 1.27); others (ours) are not listed there.
+const VUE_TYPES = new Set(["button", "string", "STRING", "text", "int", "INT", "float", "FLOAT",
+  "number", "slider", "boolean", "BOOLEAN", "toggle", "combo", "COMBO", "color", "COLOR",
+  "multiselect", "selectbutton", "textarea", "TEXTAREA", "multiline", "customtext", "chart",
+  "imagecompare", "galleria", "fileupload", "file", "treeselect", "markdown", "MARKDOWN"]);
 
-// How each node type feeds the plot. "preview": ask the server for the
-// schedule of the widgets; "custom": the points come from the text widget
-// and can be dragged; "display": only what the node reports after it ran.
+// How each node type uses this file. "preview": the plot asks the server for
+// the schedule of the widgets; "custom": the points come from the text
+// widget and can be dragged; "display": only what the node reports after it
+// ran. `owner`: the widget whose value picks which <owner>_<name> widgets show.
 const KINDS = {
   SamplerLabKSampler: { source: "preview", noise: true },
   SamplerLabKSamplerAdvanced: { source: "preview", noise: true, range: true },
-  SamplerLabScheduler: { source: "preview", params: true },
+  SamplerLabScheduler: { source: "preview", params: true, owner: "scheduler", table: "schedules" },
+  SamplerLabSampler: { owner: "sampler_name", table: "samplers" },
   SamplerLabCustomSigmas: { source: "custom" },
-  SamplerLabOptimizeSchedule: { source: "display" },
-};
-
-const COLORS = {
-  bg: "#161a20", grid: "#3a4350", text: "#aab4c0", curve: "#4fa3ff",
-  used: "#ffb347", bars: "rgba(255, 110, 110, 0.55)", dim: "rgba(22, 26, 32, 0.6)",
-  hover: "#ffffff",
+  SamplerLabOptimizeSchedule: { source: "display", outcome: true },
+  SamplerLabSigmasPreview: { source: "display" },
 };
 
 // --- server -----------------------------------------------------------------
@@ -40,49 +54,389 @@ function getJSON(route) {
   return go.then((r) => r.json().then((body) => (r.ok ? body : Promise.reject(body))));
 }
 
+let info = null;
 let infoPromise = null;
 function loadInfo() {
-  infoPromise ??= getJSON("/sampler_lab/info").catch(() => null);
+  infoPromise ??= getJSON("/sampler_lab/info").then((body) => { info = body; return body; },
+    () => null);
   return infoPromise;
 }
 
-// --- the math the plot needs (display only; the engine is the source of truth)
-
-// Fraction of the step sigma -> next that is fresh noise at this eta: the
-// ancestral split of samplers/process.py, in normalised coordinates, where
-// both the VE and the flow process give frac_up = min(1, eta sqrt(1 - q^2)),
-// q = snr_sigma(next) / snr_sigma(now). The noise added is next * frac_up,
-// i.e. VE's sigma_up = min(next, eta sqrt(next^2 (now^2 - next^2) / now^2)).
-function freshFraction(now, next, eta, flow) {
-  if (!(eta > 0) || !(next > 0) || !(now > next)) return 0;
-  let q;
-  if (flow) {
-    const a = 1 - now, aNext = 1 - next;
-    q = aNext > 0 ? (next * a) / (now * aNext) : 1;
-  } else {
-    q = next / now;
-  }
-  return Math.min(1, eta * Math.sqrt(Math.max(0, 1 - q * q)));
+const cache = new Map(); // query -> answer, shared by all nodes
+const CACHE_SIZE = 300;
+function remember(key, value) {
+  cache.set(key, value);
+  if (cache.size > CACHE_SIZE) cache.delete(cache.keys().next().value);
 }
 
-// How far along the model's timesteps a sigma is: 0% pure noise, 100% clean.
-function progress(sigma, family, shift, table) {
-  if (!(sigma > 0)) return 1;
-  if (family === "flow") {
-    const t = sigma / (shift - (shift - 1) * sigma);
-    return Math.min(1, Math.max(0, 1 - t));
+// --- widgets ------------------------------------------------------------------
+
+function widgetOf(node, name) {
+  return node.widgets?.find((w) => w && w.name === name);
+}
+
+function valueOf(node, name, fallback) {
+  const w = widgetOf(node, name);
+  return w === undefined || w.value === undefined || w.value === null ? fallback : w.value;
+}
+
+function isLinked(node, w) {
+  const input = node.inputs?.find((i) => i?.widget?.name === w.name);
+  return input?.link !== undefined && input?.link !== null;
+}
+
+function vueMode() {
+  return !!globalThis.LiteGraph?.vueNodesMode;
+}
+
+// Which widget belongs to which sampler / schedule: from the server's info
+// (each sampler's options, each schedule's parameters), by the nodes' naming
+// <owner>_<name>. Without info, from the owner widget's own choices.
+function ownersOf(node, kind) {
+  const out = new Map();
+  const table = info?.[kind.table];
+  const owners = table ? Object.keys(table)
+    : (widgetOf(node, kind.owner)?.options?.values ?? []);
+  for (const owner of owners) {
+    const names = table
+      ? Object.keys(kind.table === "samplers" ? table[owner].options ?? {} : table[owner] ?? {})
+      : null;
+    for (const w of node.widgets ?? []) {
+      if (!w?.name || w.name === kind.owner) continue;
+      const own = names ? names.some((n) => `${owner}_${n}` === w.name)
+        : w.name.startsWith(`${owner}_`) && !owners.some((o) => o.length > owner.length
+          && o.startsWith(owner) && w.name.startsWith(`${o}_`));
+      if (own) out.set(w, owner);
+    }
   }
-  if (!table?.length) return null;
-  const n = table.length;
-  if (sigma <= table[0]) return 1;
-  if (sigma >= table[n - 1]) return 0;
-  let lo = 0, hi = n - 1;
-  while (hi - lo > 1) {
-    const mid = (lo + hi) >> 1;
-    if (table[mid] <= sigma) lo = mid; else hi = mid;
+  return out;
+}
+
+// Hide or show one widget in the classic canvas (current and old frontends).
+function setHidden(node, w, hide) {
+  if (!!w.__labHidden === hide) return false;
+  w.__labHidden = hide;
+  const modern = typeof node.isWidgetVisible === "function";
+  if (hide) {
+    if (Object.prototype.hasOwnProperty.call(w, "computeSize")) w.__labSize = w.computeSize;
+    w.computeSize = () => [0, -4]; // -4: the gap the canvas adds after each widget
+    if (modern) w.hidden = true;
+    else if (!String(w.type).startsWith("converted-widget")) {
+      w.__labType = w.type;
+      w.type = HIDDEN_TYPE;
+    }
+  } else {
+    if (w.__labSize) w.computeSize = w.__labSize; else delete w.computeSize;
+    delete w.__labSize;
+    if (modern) w.hidden = false;
+    if (w.type === HIDDEN_TYPE) w.type = w.__labType;
+    delete w.__labType;
   }
-  const f = (Math.log(sigma) - Math.log(table[lo])) / (Math.log(table[hi]) - Math.log(table[lo]));
-  return 1 - (lo + f) / (n - 1);
+  return true;
+}
+
+// Vue nodes draw widgets from a copy taken when the node was added, so a
+// widget is shown or hidden there on its element.
+function vueWidgetElements(node) {
+  const root = document.querySelector(`[data-node-id="${node.id}"]`);
+  const list = root?.querySelector(".lg-node-widgets");
+  if (!list) return null;
+  const els = [...list.children].filter((el) => el.classList?.contains("lg-widget-container"));
+  const drawn = (node.widgets ?? []).filter((w) => w && w.type && !w.options?.hidden
+    && !w.options?.canvasOnly && (VUE_TYPES.has(w.type) || VUE_TYPES.has(w.__labType)));
+  const map = new Map();
+  if (els.length === drawn.length) {
+    drawn.forEach((w, i) => map.set(w, els[i]));
+  } else { // by the label each row shows
+    for (const el of els) {
+      const label = el.querySelector("p")?.textContent?.trim();
+      const w = drawn.find((x) => (x.label ?? x.name) === label);
+      if (w) map.set(w, el);
+    }
+  }
+  return map;
+}
+
+function applyVisibility(state) {
+  const { node, kind } = state;
+  if (!kind.owner) return;
+  const selected = valueOf(node, kind.owner, null);
+  const owners = ownersOf(node, kind);
+  let changed = false;
+  const shown = [];
+  for (const [w, owner] of owners) {
+    const show = owner === selected || isLinked(node, w);
+    changed = setHidden(node, w, !show) || changed;
+    if (show) shown.push(w.name);
+  }
+  state.shownOptions = shown;
+  if (vueMode()) {
+    const els = vueWidgetElements(node);
+    if (els) {
+      for (const [w, el] of els) {
+        const want = owners.has(w) && w.__labHidden ? "none" : "";
+        if (el.style.display !== want) el.style.display = want;
+      }
+    }
+  }
+  if (changed) fitHeight(node);
+}
+
+// The node's height after widgets were hidden or shown, or the plot changed size.
+function fitHeight(node) {
+  if (vueMode() || typeof node.computeSize !== "function" || !node.size) return;
+  const [w, h] = node.computeSize();
+  node.setSize?.([Math.max(node.size[0], w), h]);
+  redraw(node);
+}
+
+function redraw(node) {
+  node.setDirtyCanvas?.(true, true);
+  app.graph?.setDirtyCanvas?.(true, true);
+}
+
+// --- which model the preview assumes ------------------------------------------
+
+function manualChoice(node) {
+  const p = node.properties ?? {};
+  if (CHOICES.includes(p[MODEL])) return p[MODEL];
+  // the earlier property: its "sd15" was only ever a default
+  if (p[OLD_FAMILY] === "flow" || p[OLD_FAMILY] === "sdxl") return p[OLD_FAMILY];
+  return "auto";
+}
+
+function manualShift(node) {
+  const s = Number(node.properties?.[SHIFT]);
+  return Number.isFinite(s) && s > 0 ? s : 3.0;
+}
+
+function describe(found) {
+  const fam = found.family === "flow" && found.shift ? `flow, shift ${fmt(found.shift)}` : found.family;
+  return fam;
+}
+
+// The model the preview assumes: a manual choice, else the last run's
+// model, else what the graph upstream says, else a guess.
+function assumedModel(state) {
+  const { node } = state;
+  const choice = manualChoice(node);
+  if (choice !== "auto") {
+    const shift = choice === "flow" ? manualShift(node) : null;
+    const run = state.runModel;
+    const clash = run && (run.family === "flow") !== (choice === "flow")
+      ? `the last run used ${describe(run)} (${run.model})` : null;
+    return { family: choice, shift, source: "manual", text: "set by hand", warn: clash };
+  }
+  if (state.runModel) {
+    return { ...state.runModel, source: "run",
+      text: `from the last run (${state.runModel.model})` };
+  }
+  if (state.upstream) return state.upstream;
+  return { family: "sd15", shift: null, source: "guess",
+    text: "guess: no model found upstream", guess: true };
+}
+
+const ORIGIN_DEPTH = 24;
+
+function linkOrigin(node, input) {
+  const link = input?.link;
+  if (link === null || link === undefined) return null;
+  const graph = node.graph ?? app.graph;
+  const info_ = graph?.links?.get?.(link) ?? graph?.links?.[link];
+  if (!info_) return null;
+  return graph.getNodeById?.(info_.origin_id) ?? null;
+}
+
+// Walk up the MODEL wire: the first ModelSampling* node (the host computes
+// its sampling from the node's own widgets) or model loader (the host reads
+// the file's header) decides. Returns a query for GET /sampler_lab/model.
+function upstreamQuery(node) {
+  const seen = new Set();
+  let cur = node;
+  for (let depth = 0; depth < ORIGIN_DEPTH && cur && !seen.has(cur); depth++) {
+    seen.add(cur);
+    const input = cur.inputs?.find((i) => i?.type === "MODEL" && i.link != null);
+    const origin = linkOrigin(cur, input);
+    if (!origin) return null;
+    const type = origin.comfyClass ?? origin.type ?? "";
+    if (/^ModelSampling/.test(type)) {
+      const q = new URLSearchParams({ node: type });
+      for (const w of origin.widgets ?? []) {
+        if (!w?.name || w.options?.serialize === false || isLinked(origin, w)) continue;
+        if (typeof w.value === "number" || typeof w.value === "string" || typeof w.value === "boolean") {
+          q.set(w.name, String(w.value));
+        }
+      }
+      const base = upstreamQuery(origin); // the model it patches, if a loader says
+      const ckpt = base ? new URLSearchParams(base) : null;
+      for (const key of ["ckpt_name", "unet_name"]) if (ckpt?.get(key)) q.set(key, ckpt.get(key));
+      return { query: q.toString(), what: type };
+    }
+    for (const key of ["ckpt_name", "unet_name"]) {
+      const w = widgetOf(origin, key);
+      if (w && typeof w.value === "string" && w.value && !isLinked(origin, w)) {
+        return { query: new URLSearchParams({ [key]: w.value }).toString(), what: w.value };
+      }
+    }
+    cur = origin;
+  }
+  return null;
+}
+
+function refreshUpstream(state) {
+  const found = upstreamQuery(state.node);
+  const key = found?.query ?? "";
+  if (key === state.upstreamKey) return;
+  state.upstreamKey = key;
+  if (!found) { state.upstream = null; changed(state); return; }
+  const done = (body) => {
+    if (state.upstreamKey !== key) return;
+    state.upstream = body && !body.error ? { ...body,
+      source: "upstream", text: `from ${found.what}` } : { family: "sd15", shift: null,
+      source: "guess", guess: true,
+      text: `guess: ${body?.error ?? "the server could not tell"} (${found.what})` };
+    changed(state);
+  };
+  const hit = cache.get(`model?${key}`);
+  if (hit) { done(hit); return; }
+  getJSON(`/sampler_lab/model?${key}&soft=1`).then((body) => {
+    remember(`model?${key}`, body);
+    done(body);
+  }, (err) => done({ error: err?.error ?? "no answer" }));
+}
+
+// --- the schedule preview -------------------------------------------------------
+
+function etaParam(node) {
+  const ns = Number(valueOf(node, "noise_strength", -1));
+  return Number.isFinite(ns) ? String(ns) : "-1";
+}
+
+// What the preview depends on, as the query the route takes (null: nothing
+// to ask). Its string form tells when a redraw is due.
+function previewQuery(state) {
+  const { node, kind } = state;
+  const scheduler = valueOf(node, "scheduler", null);
+  const steps = Math.round(Number(valueOf(node, "steps", NaN)));
+  if (typeof scheduler !== "string" || !(steps >= 1)) return null;
+  const maxSteps = info?.max_steps ?? 1000;
+  const q = new URLSearchParams();
+  q.set("scheduler", scheduler);
+  q.set("steps", String(Math.min(steps, maxSteps)));
+  if (!kind.range) {
+    const denoise = Number(valueOf(node, "denoise", 1));
+    // the route caps steps / denoise; past that there is nothing to draw
+    if (denoise > 0 && denoise < 1 && steps / denoise > 10 * maxSteps) return null;
+    q.set("denoise", String(denoise));
+  }
+  const model = assumedModel(state);
+  const families = info?.families ?? ["sd15", "sdxl", "flow"];
+  const family = families.includes(model.family) ? model.family : "sd15";
+  q.set("family", family);
+  if (family === "flow" && model.shift) q.set("shift", String(model.shift));
+  if (kind.params && info?.schedules?.[scheduler]) {
+    for (const [name, spec] of Object.entries(info.schedules[scheduler])) {
+      const v = valueOf(node, `${scheduler}_${name}`, undefined);
+      if (v === undefined || (spec.auto && Number(v) === -1)) continue;
+      q.set(name, String(v));
+    }
+  }
+  if (kind.noise) {
+    const sampler = valueOf(node, "sampler_name", null);
+    if (typeof sampler === "string" && (!info || info.samplers?.[sampler])) {
+      q.set("sampler", sampler);
+      q.set("eta", etaParam(node));
+      q.set("s_noise", String(Number(valueOf(node, "s_noise", 1))));
+    }
+  }
+  return q.toString();
+}
+
+function makeState(node, kind) {
+  return {
+    node, kind, key: null, pendingKey: null, timer: null, seq: 0, sentAt: -Infinity,
+    fetchMs: null, sigmas: null, noise: null, progress: null, used: null, usedKey: null,
+    error: null, runModel: null, upstream: null, upstreamKey: null, outcome: null,
+    summary: null, changedAt: null, drawnAt: null, drawnKey: null, latency: null,
+    plot: null, points: [], hover: null, drag: null, customText: null, shownOptions: [],
+    el: null, canvas: null, head: null, widget: null, height: 0, margin: 6,
+  };
+}
+
+// Called on every widget change we hear of and from the ticker: a changed
+// key schedules one debounced query; anything else redraws.
+function refresh(state) {
+  const { node, kind } = state;
+  applyVisibility(state);
+  if (!state.el) return;
+  if (kind.source === "preview") refreshUpstream(state);
+  if (kind.source === "custom") {
+    const text = valueOf(node, "sigmas", "");
+    if (text !== state.customText && !state.drag) {
+      state.customText = text;
+      const parsed = parseSigmas(text);
+      state.sigmas = parsed ? parsed.values : null;
+      state.endsInZero = parsed ? parsed.endsInZero : true;
+      state.error = parsed ? null : "the text is not a list of decreasing sigmas";
+      state.key = text;
+      state.changedAt ??= performance.now();
+      draw(state);
+    }
+    return;
+  }
+  if (kind.source !== "preview") return;
+  const key = previewQuery(state);
+  if (key === null || key === state.key || key === state.pendingKey) return;
+  state.pendingKey = key;
+  ++state.seq; // an answer still on its way is for an older key: not to be shown
+  state.changedAt ??= performance.now();
+  clearTimeout(state.timer);
+  state.timer = null;
+  const cached = cache.get(key);
+  if (cached) {
+    settle(state, key, cached);
+    return;
+  }
+  // The first change of a burst goes out at once; the rest of the burst
+  // (a dragged slider) waits for a quiet DEBOUNCE_MS and sends only the last.
+  if (performance.now() - state.sentAt > DEBOUNCE_MS) send(state, key);
+  else state.timer = setTimeout(() => send(state, key), DEBOUNCE_MS);
+}
+
+function changed(state) {
+  state.changedAt ??= performance.now();
+  refresh(state);
+  draw(state);
+}
+
+function send(state, key) {
+  state.timer = null;
+  state.sentAt = performance.now();
+  const seq = ++state.seq;
+  getJSON(`/sampler_lab/sigmas?${key}&soft=1`).then(
+    (body) => {
+      state.fetchMs = Math.round(performance.now() - state.sentAt);
+      const sigmas = Array.isArray(body?.sigmas) ? body.sigmas : null;
+      const result = { sigmas, noise: Array.isArray(body?.noise_fraction) ? body.noise_fraction : null,
+        error: sigmas ? null : String(body?.error ?? "no schedule") };
+      remember(key, result);
+      if (seq === state.seq) settle(state, key, result);
+    },
+    (err) => {
+      const error = typeof err?.error === "string" ? err.error : "preview unavailable";
+      if (seq === state.seq) settle(state, key, { sigmas: null, noise: null, error });
+    },
+  );
+}
+
+function settle(state, key, { sigmas, noise, error }) {
+  ++state.seq; // an older answer still on its way must not overwrite this one
+  state.sigmas = sigmas;
+  state.noise = noise ?? null;
+  state.error = error;
+  state.key = key;
+  if (state.pendingKey === key) state.pendingKey = null;
+  draw(state);
 }
 
 // The Custom Sigmas text, read the way the node reads it (numbers only,
@@ -117,305 +471,324 @@ function formatSigmas(values, endsInZero) {
   return shown.map((v) => (v === 0 ? "0" : String(Number(v.toPrecision(5))))).join(", ");
 }
 
-// --- per node state -------------------------------------------------------
+// --- colours from the frontend's palette ----------------------------------------
 
-function widgetOf(node, name) {
-  return node.widgets?.find((w) => w && w.name === name);
+let probe = null;
+function rgbOf(color) {
+  probe ??= document.createElement("canvas").getContext("2d");
+  probe.fillStyle = "#000";
+  probe.fillStyle = color;
+  const c = probe.fillStyle; // normalised: #rrggbb or rgba(r, g, b, a)
+  if (c.startsWith("#")) return [1, 3, 5].map((i) => parseInt(c.slice(i, i + 2), 16));
+  const m = c.match(/[\d.]+/g) ?? [0, 0, 0];
+  return m.slice(0, 3).map(Number);
 }
 
-function valueOf(node, name, fallback) {
-  const w = widgetOf(node, name);
-  return w === undefined || w.value === undefined || w.value === null ? fallback : w.value;
+function isLight(color) {
+  const [r, g, b] = rgbOf(color);
+  return 0.2126 * r + 0.7152 * g + 0.0722 * b > 140;
 }
 
-function family(node) {
-  const f = node.properties?.[FAMILY];
-  return FAMILIES.includes(f) ? f : "sd15";
-}
-
-function shift(node) {
-  const s = Number(node.properties?.[SHIFT]);
-  return Number.isFinite(s) && s > 0 ? s : 3.0;
-}
-
-// What the preview depends on, as the query the route takes (null: nothing
-// to ask). Its string form tells when a redraw is due.
-function previewQuery(node, kind, info) {
-  const scheduler = valueOf(node, "scheduler", null);
-  const steps = Math.round(Number(valueOf(node, "steps", NaN)));
-  if (typeof scheduler !== "string" || !(steps >= 1)) return null;
-  const q = new URLSearchParams();
-  q.set("scheduler", scheduler);
-  q.set("steps", String(Math.min(steps, info?.max_steps ?? 1000)));
-  if (!kind.range) {
-    const denoise = Number(valueOf(node, "denoise", 1));
-    // the route caps steps / denoise; past that there is nothing to draw
-    if (denoise > 0 && denoise < 1 && steps / denoise > 10 * (info?.max_steps ?? 1000)) return null;
-    q.set("denoise", String(denoise));
-  }
-  const fam = family(node);
-  q.set("family", fam);
-  if (fam === "flow") q.set("shift", String(shift(node)));
-  if (kind.params && info?.schedules?.[scheduler]) {
-    for (const [name, spec] of Object.entries(info.schedules[scheduler])) {
-      const v = valueOf(node, `${scheduler}_${name}`, undefined);
-      if (v === undefined || (spec.auto && Number(v) === -1)) continue;
-      q.set(name, String(v));
-    }
-  }
-  return q.toString();
-}
-
-function etaOf(node, info) {
-  const ns = Number(valueOf(node, "noise_strength", -1));
-  if (ns !== -1) return Math.max(0, ns);
-  const name = String(valueOf(node, "sampler_name", ""));
-  const known = info?.samplers?.[name];
-  if (known) return known.default_eta;
-  return /ancestral|sde/.test(name) ? 1 : 0;
-}
-
-function makeState(node, kind) {
+function palette() {
+  const cs = getComputedStyle(document.documentElement);
+  const v = (name, fallback) => cs.getPropertyValue(name)?.trim() || fallback;
+  const bg = v("--comfy-menu-secondary-bg", v("--comfy-menu-bg", "#303030"));
+  const light = isLight(bg);
   return {
-    node, kind, key: null, pendingKey: null, timer: null, seq: 0, sentAt: -Infinity,
-    fetchMs: null,
-    sigmas: null, used: null, usedKey: null, error: null, info: null,
-    changedAt: null, drawnAt: null, drawnKey: null, latency: null,
-    plot: null, points: [], hover: null, drag: null, customText: null,
+    light, bg,
+    text: v("--fg-color", light ? "#222" : "#ddd"),
+    muted: v("--descrip-text", light ? "#555" : "#999"),
+    grid: light ? "rgba(0, 0, 0, 0.13)" : "rgba(255, 255, 255, 0.12)",
+    axis: v("--border-color", light ? "#888" : "#4e4e4e"),
+    curve: v("--p-primary-color", light ? "#2563eb" : "#60a5fa"),
+    used: light ? "#c2410c" : "#fb923c",
+    noise: light ? "rgba(220, 38, 38, 0.30)" : "rgba(248, 113, 113, 0.38)",
+    noiseEdge: light ? "#b91c1c" : "#f87171",
+    dim: light ? "rgba(255, 255, 255, 0.6)" : "rgba(0, 0, 0, 0.45)",
+    warn: v("--error-text", light ? "#c62828" : "#ff6b6b"),
+    tipBg: light ? "rgba(255, 255, 255, 0.94)" : "rgba(20, 20, 24, 0.92)",
   };
-}
-
-function redraw(node) {
-  node.setDirtyCanvas?.(true, false);
-  app.graph?.setDirtyCanvas?.(true, false);
-}
-
-// Called on every widget change we hear of and on every draw: a changed key
-// schedules one debounced query.
-function refresh(state) {
-  const { node, kind } = state;
-  if (kind.source === "custom") {
-    const text = valueOf(node, "sigmas", "");
-    if (text !== state.customText && !state.drag) {
-      state.customText = text;
-      const parsed = parseSigmas(text);
-      state.sigmas = parsed ? parsed.values : null;
-      state.endsInZero = parsed ? parsed.endsInZero : true;
-      state.error = parsed ? null : "the text is not a list of decreasing sigmas";
-      state.key = text;
-      state.changedAt ??= performance.now();
-      redraw(node);
-    }
-    return;
-  }
-  if (kind.source !== "preview") return;
-  const key = previewQuery(node, kind, state.info);
-  if (key === null || key === state.key || key === state.pendingKey) return;
-  state.pendingKey = key;
-  state.changedAt ??= performance.now();
-  clearTimeout(state.timer);
-  state.timer = null;
-  const cached = cache.get(key);
-  if (cached) {
-    settle(state, key, cached);
-    return;
-  }
-  // The first change of a burst goes out at once; the rest of the burst
-  // (a dragged slider) waits for a quiet DEBOUNCE_MS and sends only the last.
-  const now = performance.now();
-  if (now - state.sentAt > DEBOUNCE_MS) send(state, key);
-  else state.timer = setTimeout(() => send(state, key), DEBOUNCE_MS);
-}
-
-const cache = new Map();
-const CACHE_SIZE = 200;
-
-function send(state, key) {
-  state.timer = null;
-  state.sentAt = performance.now();
-  const seq = ++state.seq;
-  getJSON(`/sampler_lab/sigmas?${key}&soft=1`).then(
-    (body) => {
-      state.fetchMs = Math.round(performance.now() - state.sentAt);
-      const sigmas = Array.isArray(body?.sigmas) ? body.sigmas : null;
-      const result = { sigmas, error: sigmas ? null : String(body?.error ?? "no schedule") };
-      cache.set(key, result);
-      if (cache.size > CACHE_SIZE) cache.delete(cache.keys().next().value);
-      if (seq === state.seq) settle(state, key, result);
-    },
-    (err) => {
-      const error = typeof err?.error === "string" ? err.error : "preview unavailable";
-      if (seq === state.seq) settle(state, key, { sigmas: null, error });
-    },
-  );
-}
-
-function settle(state, key, { sigmas, error }) {
-  ++state.seq; // an older answer still on its way must not overwrite this one
-  state.sigmas = sigmas;
-  state.error = error;
-  state.key = key;
-  state.pendingKey = null;
-  redraw(state.node);
 }
 
 // --- drawing ----------------------------------------------------------------
 
-function plotRect(width, y) {
-  return { x: 12, y: y + 18, w: Math.max(40, width - 24), h: HEIGHT - 34 };
+function fmt(v) {
+  if (v === 0) return "0";
+  const a = Math.abs(v);
+  if (a >= 1000 || a < 0.001) return v.toExponential(1).replace("e+", "e");
+  return String(Number(v.toPrecision(3)));
 }
 
-function axes(sigmas, rect) {
-  const positive = sigmas.filter((s) => s > 0);
+function tickLabel(v) {
+  const a = Math.abs(v);
+  if (a >= 1000 || a < 0.001) return v.toExponential(0).replace("e+", "e");
+  return String(Number(v.toPrecision(2)));
+}
+
+// Log-axis ticks between e^lo and e^hi: decades, with 2-5 or 3 between
+// them when the range is short, else the range's ends.
+function logTicks(lo, hi) {
+  const decades = (hi - lo) / Math.LN10;
+  const mults = decades > 2.6 ? [1] : decades > 1.3 ? [1, 3] : [1, 2, 5];
+  const ticks = [];
+  for (let e = Math.floor(lo / Math.LN10) - 1; e <= Math.ceil(hi / Math.LN10); e++) {
+    for (const m of mults) {
+      const v = m * 10 ** e;
+      const l = Math.log(v);
+      if (l >= lo - 1e-9 && l <= hi + 1e-9) ticks.push(v);
+    }
+  }
+  if (ticks.length >= 2) return ticks;
+  return [Math.exp(lo), Math.exp(hi)].map((v) => Number(v.toPrecision(2)));
+}
+
+function stepTicks(n, width) {
+  const room = Math.max(2, Math.floor(width / 26));
+  const step = [1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000].find((s) => n / s <= room) ?? 1000;
+  const out = [];
+  for (let i = 0; i <= n; i += step) out.push(i);
+  if (out[out.length - 1] !== n && n - out[out.length - 1] >= step / 2) out.push(n);
+  return out;
+}
+
+function layout(width, height, withNoise) {
+  const left = 40, right = withNoise ? 36 : 10, top = 20, bottom = 28;
+  return { x: left, y: top, w: Math.max(40, width - left - right), h: Math.max(30, height - top - bottom) };
+}
+
+function axesFor(values, rect) {
+  const positive = values.filter((s) => s > 0);
   let lo = Math.log(Math.min(...positive));
   let hi = Math.log(Math.max(...positive));
   if (hi - lo < 1e-6) { lo -= 0.5; hi += 0.5; }
-  const pad = (hi - lo) * 0.06;
+  const pad = (hi - lo) * 0.05;
   lo -= pad; hi += pad;
-  const n = Math.max(1, sigmas.length - 1);
   return {
-    lo, hi, n,
-    x: (i) => rect.x + (rect.w * i) / n,
+    lo, hi,
     y: (s) => (s > 0 ? rect.y + rect.h * (1 - (Math.log(s) - lo) / (hi - lo)) : rect.y + rect.h),
     sigmaAt: (py) => Math.exp(lo + (1 - (py - rect.y) / rect.h) * (hi - lo)),
   };
 }
 
-function text(ctx, str, x, y, align = "left", color = COLORS.text) {
+function text(ctx, str, x, y, align, color) {
   ctx.fillStyle = color;
   ctx.textAlign = align;
   ctx.fillText(str, x, y);
 }
 
-function fmt(v) {
-  if (v === 0) return "0";
-  return Math.abs(v) >= 100 || Math.abs(v) < 0.01 ? v.toExponential(2) : v.toPrecision(3);
+// Everything the node shows in the row above the plot and in the outcome line.
+function drawHead(state) {
+  const { head, kind, node } = state;
+  if (!head) return;
+  if (kind.source !== "preview") {
+    const o = state.outcome;
+    let line = "";
+    if (o) {
+      const err = (v) => (v === null || v === undefined ? "?" : v.toExponential(2));
+      const gain = o.error_before && o.error_after ? ` (${(o.error_before / o.error_after).toFixed(1)}x lower)` : "";
+      line = `${o.cached ? "cached result" : "new search"}: ${o.calls ?? "?"} calls`
+        + `${o.budget_calls ? ` of ${o.budget_calls}` : ""} · error ${err(o.error_before)}`
+        + ` (${o.start || "best fixed schedule"}) → ${err(o.error_after)}${gain}`;
+    } else if (state.summary) {
+      line = state.summary;
+    }
+    head.text.textContent = line;
+    head.text.title = state.summary ?? line;
+    head.row.style.display = line ? "flex" : "none";
+    return;
+  }
+  const model = assumedModel(state);
+  const choice = manualChoice(node);
+  if (head.select.value !== choice) head.select.value = choice;
+  const flow = model.family === "flow";
+  head.shift.style.display = choice === "flow" ? "" : "none";
+  if (document.activeElement !== head.shiftInput) head.shiftInput.value = String(manualShift(node));
+  const what = `${model.family === "flow" && model.shift ? `flow, shift ${fmt(model.shift)}`
+    : model.family}`;
+  head.text.textContent = choice === "auto" ? `${what} · ${model.text}` : (model.warn ? `⚠ ${model.warn}` : model.text);
+  head.text.title = head.text.textContent;
+  const p = palette();
+  head.text.style.color = model.warn ? p.warn : model.guess ? p.warn : p.muted;
+  head.text.style.fontStyle = model.guess ? "italic" : "normal";
+  state.modelShown = { family: model.family, shift: flow ? model.shift : null, source: model.source,
+    guess: !!model.guess, text: head.text.textContent };
 }
 
-function drawPlot(state, ctx, width, y) {
-  const { node, kind } = state;
-  refresh(state);
-  const rect = plotRect(width, y);
-  state.plot = { rect, y, width };
-  ctx.save();
-  ctx.font = "11px sans-serif";
-  ctx.textBaseline = "middle";
-  ctx.fillStyle = COLORS.bg;
-  ctx.fillRect(6, y + 2, width - 12, HEIGHT - 4);
+function draw(state) {
+  try { drawPlot(state); } catch (e) { state.error = String(e?.message ?? e); }
+}
 
-  const fam = family(node);
-  const famLabel = fam === "flow" ? `flow, shift ${shift(node)}` : fam;
-  if (kind.source !== "display") {
-    text(ctx, `[${famLabel}]`, width - 12, y + 10, "right");
-    state.familyBox = { x: width - 12 - ctx.measureText(`[${famLabel}]`).width, y, h: 18 };
-  }
-
-  const live = state.sigmas;
+function drawPlot(state) {
+  const { node, kind, canvas } = state;
+  if (!canvas) return;
+  drawHead(state);
+  const live = kind.source === "display" ? null : state.sigmas;
   const used = state.used && (kind.source === "display" || state.usedKey === state.key)
     ? state.used : null;
   const shown = used ?? live;
-  if (!shown || shown.length < 2 || !shown.some((s) => s > 0)) {
+  const hasData = !!(shown && shown.length >= 2 && shown.some((s) => s > 0));
+  resizeWidget(state, hasData || kind.source !== "display");
+  const cssW = canvas.clientWidth || canvas.parentElement?.clientWidth || 300;
+  const cssH = canvas.clientHeight || PLOT_HEIGHT;
+  const ratio = window.devicePixelRatio || 1;
+  if (canvas.width !== Math.round(cssW * ratio) || canvas.height !== Math.round(cssH * ratio)) {
+    canvas.width = Math.round(cssW * ratio);
+    canvas.height = Math.round(cssH * ratio);
+  }
+  const ctx = canvas.getContext("2d");
+  const p = palette();
+  state.palette = p;
+  ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+  ctx.clearRect(0, 0, cssW, cssH);
+  ctx.fillStyle = p.bg;
+  ctx.fillRect(0, 0, cssW, cssH);
+  ctx.font = "11px sans-serif";
+  ctx.textBaseline = "middle";
+  if (!hasData) {
     const msg = state.error ?? (kind.source === "display" ? "runs show their sigmas here"
       : "no schedule");
-    text(ctx, msg.length > 60 ? `${msg.slice(0, 57)}...` : msg, 12, y + 10);
+    text(ctx, msg.length > 90 ? `${msg.slice(0, 87)}...` : msg, 6, Math.min(cssH / 2, 12), "left",
+      state.error ? p.warn : p.muted);
     state.points = [];
-    ctx.restore();
+    state.plot = null;
     markDrawn(state, state.key);
     return;
   }
-  // one scale for the live preview and the last run's sigmas
-  const ax = axes(used && live ? shown.concat(live) : shown, rect);
   const n = shown.length - 1;
-  const xs = (i) => rect.x + (rect.w * i) / n;
+  const bars = kind.noise && !used && Array.isArray(state.noise) && state.noise.length === n
+    ? state.noise : null;
+  const withNoise = !!kind.noise;
+  const rect = layout(cssW, cssH, withNoise);
+  const ax = axesFor(used && live ? shown.concat(live) : shown, rect);
+  const xs = (i, count = n) => rect.x + (rect.w * i) / Math.max(1, count);
+  state.plot = { rect, width: cssW, height: cssH };
+  state.axes = ax;
 
-  // grid: one line per decade of sigma
-  ctx.strokeStyle = COLORS.grid;
+  // plot frame and grid
   ctx.lineWidth = 1;
-  for (let e = Math.ceil(ax.lo / Math.LN10); e <= Math.floor(ax.hi / Math.LN10); e++) {
-    const gy = ax.y(10 ** e);
+  ctx.strokeStyle = p.grid;
+  const ticks = logTicks(ax.lo, ax.hi);
+  for (const v of ticks) {
+    const gy = Math.round(ax.y(v)) + 0.5;
     ctx.beginPath(); ctx.moveTo(rect.x, gy); ctx.lineTo(rect.x + rect.w, gy); ctx.stroke();
-    text(ctx, `1e${e}`, rect.x + 2, gy - 6, "left", COLORS.grid);
+    text(ctx, tickLabel(v), rect.x - 4, gy, "right", p.muted);
   }
+  const steps = stepTicks(n, rect.w);
+  for (const i of steps) {
+    const gx = Math.round(xs(i)) + 0.5;
+    ctx.beginPath(); ctx.moveTo(gx, rect.y); ctx.lineTo(gx, rect.y + rect.h); ctx.stroke();
+    text(ctx, String(i), gx, rect.y + rect.h + 8, "center", p.muted);
+  }
+  ctx.strokeStyle = p.axis;
+  ctx.strokeRect(rect.x + 0.5, rect.y + 0.5, rect.w, rect.h);
+  text(ctx, "step", rect.x + rect.w, cssH - 5, "right", p.muted);
+  ctx.save();
+  ctx.translate(9, rect.y + rect.h / 2);
+  ctx.rotate(-Math.PI / 2);
+  text(ctx, "sigma (log)", 0, 0, "center", p.muted);
+  ctx.restore();
 
-  // noise injected per step at this noise strength, as a fraction of the
-  // step's end noise level (full height = all of it fresh)
-  const info = state.info;
-  const eta = kind.noise ? etaOf(node, info) : 0;
-  const sNoise = Number(valueOf(node, "s_noise", 1)) || 0;
-  const bars = [];
-  if (eta > 0) {
-    ctx.fillStyle = COLORS.bars;
-    for (let i = 0; i < n; i++) {
-      const frac = freshFraction(shown[i], shown[i + 1], eta, fam === "flow");
-      bars.push(frac * shown[i + 1] * sNoise);
-      if (frac <= 0) continue;
-      const h = rect.h * frac * Math.min(1, sNoise);
-      const x0 = xs(i) + 1, x1 = xs(i + 1) - 1;
-      ctx.fillRect(x0, rect.y + rect.h - h, Math.max(1, x1 - x0), h);
+  // fresh noise per step, on its own 0-100% axis at the right
+  if (withNoise) {
+    const right = rect.x + rect.w;
+    for (const f of [0, 0.5, 1]) {
+      const gy = Math.round(rect.y + rect.h * (1 - f)) + 0.5;
+      ctx.strokeStyle = p.noiseEdge;
+      ctx.beginPath(); ctx.moveTo(right, gy); ctx.lineTo(right + 3, gy); ctx.stroke();
+      text(ctx, `${Math.round(f * 100)}%`, right + 5, gy, "left", p.noiseEdge);
+    }
+    if (bars) {
+      for (let i = 0; i < n; i++) {
+        const f = bars[i];
+        if (!(f > 0)) continue;
+        const h = rect.h * Math.min(1, f);
+        const x0 = xs(i) + 1, x1 = xs(i + 1) - 1;
+        ctx.fillStyle = p.noise;
+        ctx.fillRect(x0, rect.y + rect.h - h, Math.max(1, x1 - x0), h);
+        ctx.fillStyle = p.noiseEdge;
+        ctx.fillRect(x0, rect.y + rect.h - h, Math.max(1, x1 - x0), 1.5);
+      }
     }
   }
 
   // KSampler (Advanced): dim the steps outside start..end
-  if (kind.range) {
+  if (kind.range && !used) {
     const start = Math.max(0, Math.round(Number(valueOf(node, "start_at_step", 0))));
     const end = Math.min(n, Math.round(Number(valueOf(node, "end_at_step", n))));
-    if (!used) {
-      ctx.fillStyle = COLORS.dim;
-      if (start > 0) ctx.fillRect(rect.x, rect.y, xs(Math.min(start, n)) - rect.x, rect.h);
-      if (end < n) ctx.fillRect(xs(end), rect.y, rect.x + rect.w - xs(end), rect.h);
-    }
+    ctx.fillStyle = p.dim;
+    if (start > 0) ctx.fillRect(rect.x, rect.y, xs(Math.min(start, n)) - rect.x, rect.h);
+    if (end < n) ctx.fillRect(xs(end), rect.y, rect.x + rect.w - xs(end), rect.h);
   }
 
-  const curve = (values, color, dots) => {
+  const curve = (values, color, dots, dash) => {
+    const count = values.length - 1;
     ctx.strokeStyle = color;
     ctx.lineWidth = 2;
+    ctx.setLineDash(dash ? [4, 3] : []);
     ctx.beginPath();
     values.forEach((s, i) => {
-      const px = rect.x + (rect.w * i) / (values.length - 1);
+      const px = xs(i, count);
       if (i) ctx.lineTo(px, ax.y(s)); else ctx.moveTo(px, ax.y(s));
     });
     ctx.stroke();
+    ctx.setLineDash([]);
     if (!dots) return [];
     ctx.fillStyle = color;
+    const r = values.length > 60 ? 1.5 : 3;
     return values.map((s, i) => {
-      const px = rect.x + (rect.w * i) / (values.length - 1), py = ax.y(s);
-      ctx.beginPath(); ctx.arc(px, py, values.length > 60 ? 1.5 : 3, 0, 2 * Math.PI); ctx.fill();
+      const px = xs(i, count), py = ax.y(s);
+      ctx.beginPath(); ctx.arc(px, py, r, 0, 2 * Math.PI); ctx.fill();
       return [px, py];
     });
   };
-  if (used && live && kind.source !== "display") curve(live, COLORS.grid, false);
-  state.points = curve(shown, used ? COLORS.used : COLORS.curve, true);
-  state.axes = ax;
+  if (used && live && kind.source !== "display") curve(live, p.muted, false, true);
+  state.points = curve(shown, used ? p.used : p.curve, true, false);
 
-  const head = used ? `last run: ${n} steps` : `${n} steps`;
-  text(ctx, `${head}  σ ${fmt(shown[0])} → ${fmt(shown[n])}${eta > 0 ? `  eta ${fmt(eta)}` : ""}`,
-    12, y + 10);
-  text(ctx, "step →", rect.x + rect.w, y + HEIGHT - 8, "right", COLORS.grid);
+  // legend
+  const items = [[used ? p.used : p.curve, used ? "sigmas of the last run" : "sigma per step", "line"]];
+  if (used && live && kind.source !== "display") items.push([p.muted, "preview", "dash"]);
+  if (bars) {
+    const sampler = valueOf(node, "sampler_name", "");
+    const eta = Number(valueOf(node, "noise_strength", -1));
+    const sn = Number(valueOf(node, "s_noise", 1));
+    items.push([p.noiseEdge, `fresh noise, ${sampler}${eta === -1 ? "" : ` η ${fmt(eta)}`}${sn !== 1 ? ` ×${fmt(sn)}` : ""}`, "bar"]);
+  }
+  let lx = rect.x;
+  for (const [color, label, mark] of items) {
+    const w = ctx.measureText(label).width;
+    if (lx + 18 + w > cssW - 4 && lx > rect.x) break;
+    if (mark === "bar") {
+      ctx.fillStyle = p.noise; ctx.fillRect(lx, 5, 12, 9);
+      ctx.fillStyle = color; ctx.fillRect(lx, 5, 12, 1.5);
+    } else {
+      ctx.strokeStyle = color; ctx.lineWidth = 2; ctx.setLineDash(mark === "dash" ? [4, 3] : []);
+      ctx.beginPath(); ctx.moveTo(lx, 10); ctx.lineTo(lx + 12, 10); ctx.stroke(); ctx.setLineDash([]);
+    }
+    text(ctx, label, lx + 16, 10, "left", p.text);
+    lx += 16 + w + 12;
+  }
 
-  // hover: step, sigma, percent of the process
+  // hover: step, sigma, fresh noise
   const hov = state.hover;
-  if (hov && hov.x >= rect.x - 4 && hov.x <= rect.x + rect.w + 4 && hov.y >= rect.y - 4
-      && hov.y <= rect.y + rect.h + 4) {
+  state.hoverLabel = null;
+  if (hov && hov.x >= rect.x - 6 && hov.x <= rect.x + rect.w + 6 && hov.y >= rect.y - 6
+      && hov.y <= rect.y + rect.h + 6) {
     const i = Math.max(0, Math.min(n, Math.round(((hov.x - rect.x) / rect.w) * n)));
-    const p = progress(shown[i], fam, shift(node), info?.sd_sigma_table);
     const parts = [`step ${i}/${n}`, `σ ${fmt(shown[i])}`];
-    if (p !== null) parts.push(`${(100 * p).toFixed(1)}%`);
-    if (bars[i] > 0) parts.push(`noise +${fmt(bars[i])}`);
+    if (bars && i < n) parts.push(`fresh noise ${(100 * bars[i]).toFixed(1)}% of σ ${fmt(shown[i + 1])}`);
     const label = parts.join("  ");
     const [px, py] = state.points[i];
-    ctx.strokeStyle = COLORS.hover;
+    ctx.strokeStyle = p.text;
+    ctx.lineWidth = 1.5;
     ctx.beginPath(); ctx.arc(px, py, 5, 0, 2 * Math.PI); ctx.stroke();
     const w = ctx.measureText(label).width + 8;
     const bx = Math.min(Math.max(rect.x, px - w / 2), rect.x + rect.w - w);
-    ctx.fillStyle = "rgba(0,0,0,0.8)";
-    ctx.fillRect(bx, y + HEIGHT - 17, w, 14);
-    text(ctx, label, bx + 4, y + HEIGHT - 10, "left", COLORS.hover);
+    const by = py < rect.y + 24 ? rect.y + rect.h - 18 : rect.y + 2;
+    ctx.fillStyle = p.tipBg;
+    ctx.fillRect(bx, by, w, 15);
+    text(ctx, label, bx + 4, by + 7.5, "left", p.text);
     state.hoverLabel = label;
-  } else {
-    state.hoverLabel = null;
   }
-  ctx.restore();
-
   markDrawn(state, used ? `used:${state.usedKey}` : state.key);
 }
 
@@ -428,96 +801,207 @@ function markDrawn(state, key) {
   state.changedAt = null;
 }
 
+// --- the plot element ----------------------------------------------------------
+
+function wantedHeight(state, hasData) {
+  const head = state.kind.source !== "preview" ? (state.outcome || state.summary ? 20 : 0) : HEAD_HEIGHT;
+  return hasData ? head + PLOT_HEIGHT : head + MESSAGE_HEIGHT;
+}
+
+function resizeWidget(state, hasData) {
+  const h = wantedHeight(state, hasData);
+  if (h === state.height) return;
+  state.height = h;
+  state.el.style.height = `${h}px`;
+  state.canvas.style.height = `${hasData ? PLOT_HEIGHT : MESSAGE_HEIGHT}px`;
+  fitHeight(state.node);
+}
+
+function makeElement(state) {
+  const el = document.createElement("div");
+  el.className = "sampler-lab-plot";
+  Object.assign(el.style, { display: "flex", flexDirection: "column", width: "100%",
+    boxSizing: "border-box", font: "11px sans-serif", overflow: "hidden", minWidth: "0" });
+  const row = document.createElement("div");
+  Object.assign(row.style, { display: "flex", alignItems: "center", gap: "6px", height: "20px",
+    minHeight: "20px", whiteSpace: "nowrap", overflow: "hidden", color: "var(--descrip-text, #999)" });
+  const head = { row };
+  if (state.kind.source === "preview") {
+    const select = document.createElement("select");
+    select.title = "The model the preview assumes: auto follows the last run, else the "
+      + "ModelSampling node or checkpoint upstream";
+    for (const c of CHOICES) {
+      const o = document.createElement("option");
+      o.value = c;
+      o.textContent = { auto: "model: auto", sd15: "SD1.5", sdxl: "SDXL", flow: "flow (SD3/Flux…)" }[c];
+      select.append(o);
+    }
+    const shift = document.createElement("label");
+    shift.textContent = "shift ";
+    const shiftInput = document.createElement("input");
+    Object.assign(shiftInput, { type: "number", step: "0.1", min: "0.01", max: "100" });
+    shiftInput.style.width = "48px";
+    shift.append(shiftInput);
+    for (const c of [select, shiftInput]) {
+      Object.assign(c.style, { font: "11px sans-serif", background: "var(--comfy-input-bg, #222)",
+        color: "var(--input-text, #ddd)", border: "1px solid var(--border-color, #444)",
+        borderRadius: "4px", padding: "0 2px", height: "18px" });
+    }
+    select.addEventListener("change", () => {
+      state.node.properties ??= {};
+      state.node.properties[MODEL] = select.value;
+      if (OLD_FAMILY in state.node.properties) delete state.node.properties[OLD_FAMILY];
+      changed(state);
+    });
+    shiftInput.addEventListener("change", () => {
+      const v = Number(shiftInput.value);
+      if (!(v > 0 && v <= 100)) return;
+      state.node.properties ??= {};
+      state.node.properties[SHIFT] = v;
+      changed(state);
+    });
+    row.append(select, shift);
+    Object.assign(head, { select, shift, shiftInput });
+  }
+  const span = document.createElement("span");
+  Object.assign(span.style, { overflow: "hidden", textOverflow: "ellipsis", flex: "1", minWidth: "0" });
+  row.append(span);
+  head.text = span;
+  const canvas = document.createElement("canvas");
+  Object.assign(canvas.style, { width: "100%", height: `${PLOT_HEIGHT}px`, display: "block",
+    borderRadius: "4px", background: "var(--comfy-menu-secondary-bg, var(--comfy-menu-bg, #303030))",
+    touchAction: "none" });
+  el.append(row, canvas);
+  canvas.addEventListener("pointermove", (e) => onPointer(state, e));
+  canvas.addEventListener("pointerdown", (e) => onPointer(state, e));
+  canvas.addEventListener("pointerup", (e) => onPointer(state, e));
+  canvas.addEventListener("pointerleave", () => { state.hover = null; draw(state); });
+  if (typeof ResizeObserver === "function") {
+    new ResizeObserver(() => draw(state)).observe(canvas);
+  }
+  state.el = el;
+  state.canvas = canvas;
+  state.head = head;
+  return el;
+}
+
 // --- dragging the Custom Sigmas points --------------------------------------
 
-function onMouse(state, event, pos) {
-  const type = String(event?.type ?? "");
-  const [x, y] = pos;
+function canvasPos(state, e) {
+  const r = state.canvas.getBoundingClientRect();
+  const sx = r.width / (state.canvas.clientWidth || r.width || 1);
+  const sy = r.height / (state.canvas.clientHeight || r.height || 1);
+  return [(e.clientX - r.left) / sx, (e.clientY - r.top) / sy];
+}
+
+function onPointer(state, e) {
+  try {
+    const [x, y] = canvasPos(state, e);
+    if (e.type === "pointerdown") {
+      if (state.kind.source !== "custom" || !state.sigmas) return;
+      let best = -1, bestD = 9;
+      const last = state.endsInZero ? state.points.length : state.points.length - 1;
+      for (let i = 0; i < Math.min(last, state.sigmas.length); i++) {
+        const [px, py] = state.points[i];
+        const d = Math.hypot(px - x, py - y);
+        if (d < bestD && state.sigmas[i] > 0) { best = i; bestD = d; }
+      }
+      if (best < 0) return;
+      // the point is ours: the node must not start moving
+      e.stopPropagation();
+      e.preventDefault();
+      state.canvas.setPointerCapture?.(e.pointerId);
+      state.drag = { index: best, axes: state.axes };
+      return;
+    }
+    if (state.drag) {
+      e.stopPropagation();
+      dragTo(state, y, e.type === "pointerup");
+      return;
+    }
+    state.hover = { x, y };
+    draw(state);
+  } catch {
+    state.drag = null;
+  }
+}
+
+function dragTo(state, y, done) {
   const { node } = state;
-  if (type.endsWith("down")) {
-    const box = state.familyBox;
-    if (box && state.kind.source !== "display" && x >= box.x - 4 && y >= box.y && y <= box.y + box.h) {
-      const next = FAMILIES[(FAMILIES.indexOf(family(node)) + 1) % FAMILIES.length];
-      node.properties ??= {};
-      node.properties[FAMILY] = next;
-      state.used = null;
-      refresh(state);
-      redraw(node);
-      return true;
+  const { index, axes: ax } = state.drag;
+  const values = state.sigmas.slice();
+  let s = ax.sigmaAt(y);
+  const upper = index > 0 ? values[index - 1] * (1 - 1e-3) : Infinity;
+  const lower = values[index + 1] > 0 ? values[index + 1] * (1 + 1e-3) : 1e-4;
+  s = Math.min(upper, Math.max(lower, s));
+  values[index] = Number(s.toPrecision(5));
+  state.sigmas = values;
+  const textValue = formatSigmas(values, state.endsInZero);
+  const w = widgetOf(node, "sigmas");
+  if (w) {
+    w.value = textValue;
+    // keep the textarea in step where the frontend does not do it on set
+    const el = w.inputEl ?? w.element;
+    if (el && "value" in el && el.value !== textValue) el.value = textValue;
+    if (vueMode()) {
+      const row = vueWidgetElements(node)?.get(w);
+      const area = row?.querySelector("textarea");
+      if (area && area.value !== textValue) area.value = textValue;
     }
-    if (state.kind.source !== "custom" || !state.sigmas) return false;
-    let best = -1, bestD = 10;
-    // the appended final 0 is not a point the text holds
-    const last = state.endsInZero ? state.points.length : state.points.length - 1;
-    for (let i = 0; i < Math.min(last, state.sigmas.length); i++) {
-      const [px, py] = state.points[i];
-      const d = Math.hypot(px - x, py - y);
-      if (d < bestD && state.sigmas[i] > 0) { best = i; bestD = d; }
-    }
-    if (best < 0) return false;
-    state.drag = { index: best, axes: state.axes };
-    return true;
+    if (done) w.callback?.(textValue);
   }
-  if (!state.drag) return false;
-  if (type.endsWith("move") || type.endsWith("up")) {
-    const { index, axes: ax } = state.drag;
-    const values = state.sigmas.slice();
-    let s = ax.sigmaAt(y);
-    const upper = index > 0 ? values[index - 1] * (1 - 1e-3) : Infinity;
-    const lower = values[index + 1] > 0 ? values[index + 1] * (1 + 1e-3) : 1e-4;
-    s = Math.min(upper, Math.max(lower, s));
-    values[index] = Number(s.toPrecision(5));
-    state.sigmas = values;
-    const w = widgetOf(node, "sigmas");
-    const textValue = formatSigmas(values, state.endsInZero);
-    if (w) {
-      w.value = textValue;
-      // keep a DOM textarea in step where the frontend does not do it on set
-      const el = w.inputEl ?? w.element;
-      if (el && "value" in el && el.value !== textValue) el.value = textValue;
-      w.callback?.(textValue);
-    }
-    state.customText = textValue;
-    state.key = textValue;
-    if (type.endsWith("up")) state.drag = null;
-    redraw(node);
-    return true;
-  }
-  return false;
+  state.customText = textValue;
+  state.key = textValue;
+  if (done) state.drag = null;
+  draw(state);
 }
 
 // --- wiring -------------------------------------------------------------------
+
+const tracked = new Set();
+
+function forget(state) {
+  tracked.delete(state);
+  clearTimeout(state.timer);
+  state.el?.remove();
+}
 
 function attach(node, kind) {
   if (node.__samplerLab || typeof node.addCustomWidget !== "function") return;
   const state = makeState(node, kind);
   node.__samplerLab = state;
-  if (typeof node.addProperty === "function" && kind.source !== "display") {
-    if (!(FAMILY in (node.properties ?? {}))) node.addProperty(FAMILY, "sd15", "enum", { values: FAMILIES });
-    if (!(SHIFT in (node.properties ?? {}))) node.addProperty(SHIFT, 3.0, "number");
-  }
-  const widget = {
-    name: PLOT,
-    type: PLOT,
-    value: undefined,
-    serialize: false, // the current frontend leaves it out of widgets_values
-    options: { serialize: false }, // and every frontend out of the API prompt
-    draw(ctx, n, width, y) {
-      try { drawPlot(state, ctx, width, y); } catch (e) { state.error = String(e?.message ?? e); }
-    },
-    computeSize(width) { return [width ?? 300, HEIGHT]; },
-    mouse(event, pos) {
-      try { return onMouse(state, event, pos); } catch { state.drag = null; return false; }
-    },
-    serializeValue() { return undefined; },
-  };
-  node.addCustomWidget(widget);
-  state.widget = widget;
-
-  // Hear about widget edits at once (the draw-time check catches the rest,
-  // e.g. values set by loading a workflow).
+  tracked.add(state);
+  // Vue nodes show numbers with at most 3 decimals unless told (atol 0.0078)
   for (const w of node.widgets ?? []) {
-    if (!w || w === widget) continue;
+    const prec = w?.options?.precision;
+    if (typeof w?.value === "number" && Number.isInteger(prec) && prec > 3) {
+      w.options.maxFractionDigits ??= prec;
+    }
+  }
+  if (kind.source && typeof node.addDOMWidget === "function") {
+    const el = makeElement(state);
+    const widget = node.addDOMWidget(PLOT, PLOT, el, {
+      serialize: false, // not in the API prompt (every frontend)
+      hideOnZoom: false,
+      margin: 6,
+      getValue: () => undefined,
+      setValue: () => {},
+      getMinHeight: () => state.height + 2 * state.margin,
+      getMaxHeight: () => state.height + 2 * state.margin,
+    });
+    // the old frontend keeps its own 10 px margin whatever the option says
+    state.margin = typeof widget.margin === "number" ? widget.margin : 10;
+    widget.serialize = false; // not in widgets_values (current frontend)
+    widget.serializeValue = () => undefined;
+    state.widget = widget;
+    state.height = 0;
+    resizeWidget(state, kind.source !== "display");
+    if (node.size) node.setSize?.([Math.max(node.size[0], 340), node.size[1]]);
+  }
+  // Hear about widget edits at once (the ticker catches the rest, e.g.
+  // values set by loading a workflow).
+  for (const w of node.widgets ?? []) {
+    if (!w || w === state.widget) continue;
     const cb = w.callback;
     w.callback = function (...args) {
       const r = cb?.apply(this, args);
@@ -530,18 +1014,59 @@ function attach(node, kind) {
       el.addEventListener("input", () => { state.changedAt = performance.now(); refresh(state); });
     }
   }
-  const size = node.computeSize?.();
-  if (size && node.size) {
-    node.setSize?.([Math.max(node.size[0], size[0], 320), Math.max(node.size[1], size[1])]);
-  }
-  loadInfo().then((info) => {
-    state.info = info;
+  loadInfo().then(() => {
     state.key = null;
     state.pendingKey = null;
     refresh(state);
-    redraw(node);
+    draw(state);
   });
   refresh(state);
+}
+
+// Vue nodes: the DOM-widget layer is off, so the plot goes into the node's
+// body; and widgets hidden by selection are hidden on their rows. Checked a
+// few times a second (the node's elements come and go with zoom and reloads).
+function placeInVueNode(state) {
+  const { node, el } = state;
+  if (!el) return;
+  const body = document.querySelector(`[data-node-id="${node.id}"] [data-testid="node-body-${node.id}"]`);
+  if (!body) return;
+  if (el.parentElement !== body) {
+    body.append(el);
+    // contain: the canvas must not widen the node it sizes itself to
+    Object.assign(el.style, { position: "", transform: "", left: "", top: "", width: "auto",
+      padding: "0 12px", pointerEvents: "auto", display: "flex", contain: "inline-size",
+      minWidth: "300px" });
+    draw(state);
+  }
+}
+
+let paletteKey = "";
+function tick() {
+  const key = getComputedStyle(document.documentElement).getPropertyValue("--fg-color")
+    + getComputedStyle(document.documentElement).getPropertyValue("--comfy-menu-bg");
+  const themeChanged = key !== paletteKey;
+  paletteKey = key;
+  for (const state of tracked) {
+    const graph = state.node.graph;
+    if (!graph) continue; // not yet in a graph
+    if (graph.getNodeById?.(state.node.id) !== state.node) {
+      // removed (or its graph replaced by a loaded workflow): its id may
+      // now belong to another node, whose element must not get this plot
+      forget(state);
+      continue;
+    }
+    if ((app.canvas?.graph ?? app.graph) !== graph) continue; // in a subgraph not shown
+    try {
+      if (vueMode()) placeInVueNode(state);
+      else if (state.el?.parentElement && !state.el.parentElement.classList?.contains("dom-widget")
+        && state.el.parentElement.dataset?.testid?.startsWith("node-body")) {
+        state.el.remove(); // back to the classic canvas: the DOM-widget layer places it
+      }
+      refresh(state);
+      if (themeChanged) draw(state);
+    } catch { /* the preview must never break the node */ }
+  }
 }
 
 function chain(proto, name, fn) {
@@ -554,25 +1079,45 @@ function chain(proto, name, fn) {
 }
 
 const extension = {
-  name: "SamplerLab.SchedulePreview",
+  name: EXT,
+  async init() {
+    await loadInfo();
+  },
+  setup() {
+    setInterval(tick, 250);
+  },
   beforeRegisterNodeDef(nodeType, nodeData) {
     const kind = KINDS[nodeData?.name];
     if (!kind || !nodeType?.prototype) return;
     const proto = nodeType.prototype;
     chain(proto, "onExecuted", function (output) {
       const state = this.__samplerLab;
+      if (!state) return;
       const sig = output?.sampler_lab_sigmas;
-      if (!state || !Array.isArray(sig)) return;
-      state.used = sig.map(Number).filter(Number.isFinite);
-      state.usedKey = state.key;
+      if (Array.isArray(sig)) {
+        state.used = sig.map(Number).filter(Number.isFinite);
+        state.usedKey = state.key;
+      }
+      const model = output?.sampler_lab_model?.[0];
+      if (model && typeof model.family === "string") state.runModel = model;
+      const outcome = output?.sampler_lab_outcome?.[0];
+      if (outcome) state.outcome = outcome;
+      const summary = output?.sampler_lab_summary?.[0];
+      if (typeof summary === "string") state.summary = summary;
       state.changedAt = performance.now();
-      redraw(this);
+      refresh(state);
+      // the run may change which model the preview assumes: re-ask, then
+      // show the run's sigmas against it
+      if (state.kind.source === "preview" && state.key !== previewQuery(state)) {
+        state.usedKey = previewQuery(state);
+      }
+      draw(state);
     });
     // The legacy litegraph writes every widget into widgets_values; keep the
     // plot out so saved workflows stay what they are without this file.
     chain(proto, "onSerialize", function (o) {
       const state = this.__samplerLab;
-      if (!state || !Array.isArray(o?.widgets_values)) return;
+      if (!state?.widget || !Array.isArray(o?.widgets_values)) return;
       const i = this.widgets?.indexOf(state.widget) ?? -1;
       if (i >= 0 && i < o.widgets_values.length && o.widgets_values.length === this.widgets.length) {
         o.widgets_values.splice(i, 1);
@@ -582,18 +1127,20 @@ const extension = {
       const state = this.__samplerLab;
       if (!state) return;
       state.used = null;
+      state.runModel = null;
+      state.outcome = null;
+      state.summary = null;
       state.changedAt = performance.now();
       refresh(state);
+      draw(state);
     });
-    chain(proto, "onMouseMove", function (e, pos) {
+    chain(proto, "onRemoved", function () {
       const state = this.__samplerLab;
-      if (!state?.plot || !Array.isArray(pos)) return;
-      state.hover = { x: pos[0], y: pos[1] };
-      redraw(this);
+      if (state) forget(state);
     });
-    chain(proto, "onMouseLeave", function () {
+    chain(proto, "onConnectionsChange", function () {
       const state = this.__samplerLab;
-      if (state) { state.hover = null; redraw(this); }
+      if (state) refresh(state);
     });
   },
   nodeCreated(node) {

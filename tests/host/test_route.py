@@ -55,6 +55,6 @@ def test_route_values_and_errors(comfy):
 def test_info_route(comfy):
     if comfy.host_dir.name != "_comfyui":
         pytest.skip("the route test drives the PyPI host's server")
-    from sampler_lab.schedules.preview import preview_info
+    from sampler_lab.schedules.widget_info import widget_info
     [(status, body)] = _fetch([""], route="info")
-    assert status == 200 and body == preview_info()
+    assert status == 200 and body == widget_info()

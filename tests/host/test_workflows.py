@@ -25,8 +25,15 @@ WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN")
 def host_nodes(comfy):
     """The host's node table with this repository loaded as a custom node
     (and the host's own custom-sampling nodes, which live in comfy_extras)."""
-    for name, cls in comfy.nodes_custom_sampler.NODE_CLASS_MAPPINGS.items():
-        comfy.nodes.NODE_CLASS_MAPPINGS.setdefault(name, cls)
+    import importlib
+    extras = [comfy.nodes_custom_sampler]
+    try:  # ModelSamplingSD3 / Flux, on hosts that have them
+        extras.append(importlib.import_module("comfy_extras.nodes_model_advanced"))
+    except ImportError:
+        pass
+    for module in extras:
+        for name, cls in getattr(module, "NODE_CLASS_MAPPINGS", {}).items():
+            comfy.nodes.NODE_CLASS_MAPPINGS.setdefault(name, cls)
     ok = comfy.nodes.load_custom_node(str(ROOT))
     assert ok is True or ok is None or hasattr(ok, "__await__")
     if hasattr(ok, "__await__"):  # newest host: load_custom_node is async
