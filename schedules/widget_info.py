@@ -14,8 +14,9 @@ NOISE_KEYS = ("sampler", "eta", "s_noise")
 
 
 def process_of_family(family):
-    """The noise process ("ve" / "flow") of a preview family name."""
-    return "flow" if family == "flow" else "ve"
+    """The noise process ("ve" / "flow") of a preview family name: SD3-style
+    and Flux-style models are both flow (CONST) models."""
+    return "flow" if family in ("flow", "flux") else "ve"
 
 
 def _finite(value):
