@@ -82,5 +82,5 @@ def test_info_lists_every_option_and_parameter():
                 assert params[key]["default"] == p.default
     assert info["schedules"]["vp"]["eps_s"]["default"] == 1e-3
     assert info["samplers"]["dpm_adaptive"]["options"]["rtol"]["default"] == 0.05
-    assert info["family_process"] == {"sd15": "ve", "sdxl": "ve", "flow": "flow"}
+    assert info["family_process"] == {"sd15": "ve", "sdxl": "ve", "flow": "flow", "flux": "flow"}
     assert all(math.isfinite(v) for v in info["sd_sigma_table"])
