@@ -123,6 +123,8 @@ def bench_ours(problem, budgets, rows):
     process, model, x, ref = problem
     for name in samplers.SAMPLER_NAMES:
         spec = samplers.get_sampler(name)
+        if spec.cfg_pp:  # needs a guided model's unconditional prediction
+            continue
         for sched in SCHEDULES:
             for budget in budgets:
                 if spec.calls_per_step is None:

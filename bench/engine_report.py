@@ -110,6 +110,8 @@ def run(budgets=(10, 20), batch=32, seed=0,
                   "|" + "---|" * (header.count("|") - 1)]
         for name in samplers.SAMPLER_NAMES:
             spec = samplers.get_sampler(name)
+            if spec.cfg_pp:  # needs a guided model's unconditional prediction
+                continue
             row = f"| {name} | {spec.order} |"
             for k, budget in enumerate(budgets):
                 if spec.calls_per_step is None:  # dpm_adaptive: a tolerance, not a budget

@@ -14,7 +14,7 @@ import comfy.samplers
 import comfy.utils
 import latent_preview
 
-from ..samplers import BrownianNoise, get_sampler
+from ..samplers import BrownianNoise, get_process, get_sampler
 from ..schedules import get_sigmas, ksampler_sigmas
 from ..schedules.sampling import (DiscreteSampling, FlowSampling, FluxSampling,
                                   MappedSampling)
@@ -102,32 +102,80 @@ def schedule(model, scheduler, steps, denoise=1.0, discard_penultimate=False, **
                            model_sampling=sampling_of(model_sampling(model)), **params)
 
 
+def model_process(ms):
+    """The engine's process for the host's model_sampling `ms`: VE or flow,
+    with the model's own percent <-> sigma map (noise windows) and, for flow,
+    the alpha that stands for sigma = 1 in lambda: the host's SNR-based
+    samplers read sigma = 1 as percent_to_sigma(1e-4), so ours do too."""
+    kind = process_of(ms)
+    percent = getattr(ms, "percent_to_sigma", None)
+    to_sigma = None if percent is None else (lambda p: float(percent(p)))
+    floor = None
+    if kind == "flow" and percent is not None:
+        one = float(percent(1e-4))
+        floor = 1.0 - one if 0.0 < one < 1.0 else None
+    return get_process(kind).derive(percent_to_sigma=to_sigma, alpha_floor=floor)
+
+
+class _UncondCapture:
+    """The unconditional prediction of each model call, from the host's
+    post-CFG hook (both hosts call model_options["sampler_post_cfg_function"];
+    disable_cfg1_optimization makes them compute it at cfg 1 as well)."""
+
+    def __init__(self, extra_args):
+        self.value = None
+        options = dict(extra_args.get("model_options", {}))
+        options["sampler_post_cfg_function"] = \
+            list(options.get("sampler_post_cfg_function", [])) + [self._hook]
+        options["disable_cfg1_optimization"] = True
+        self.extra_args = {**extra_args, "model_options": options}
+
+    def _hook(self, args):
+        self.value = args["uncond_denoised"]
+        return args["denoised"]
+
+    def __call__(self):
+        if self.value is None:
+            raise ValueError("this host's CFG gave no unconditional prediction to the CFG++ "
+                             "sampler (no post-CFG hook ran)")
+        return self.value
+
+
 class LabKSAMPLER(comfy.samplers.KSAMPLER):
     """The host's KSAMPLER running one of our samplers. The process and a
     seeded Brownian noise source are decided at sample time from the model
     actually being sampled."""
 
-    def __init__(self, name, eta=None, s_noise=1.0, options=None):
+    def __init__(self, name, eta=None, s_noise=1.0, options=None, noise_window=None):
         self.spec = get_sampler(name)
         self.eta = eta
         self.s_noise = s_noise
         self.options = dict(options or {})
+        self.noise_window = noise_window
         super().__init__(self._run, extra_options={}, inpaint_options={})
 
     def sample(self, model_wrap, sigmas, extra_args, callback, noise, *args, **kwargs):
-        self.process = process_of(model_wrap.inner_model.model_sampling)
+        self.process = model_process(model_wrap.inner_model.model_sampling)
         return super().sample(model_wrap, sigmas, extra_args, callback, noise, *args, **kwargs)
 
     def _run(self, model, x, sigmas, extra_args=None, callback=None, disable=None):
         return run_sampler(self.spec, model, x, sigmas, extra_args, callback, disable,
-                           self.process, self.eta, self.s_noise, self.options)
+                           self.process, self.eta, self.s_noise, self.options,
+                           self.noise_window)
 
 
 def run_sampler(spec, model, x, sigmas, extra_args, callback, disable, process, eta=None,
-                s_noise=1.0, options=None):
+                s_noise=1.0, options=None, noise_window=None):
     """One of our samplers as the host calls a k-diffusion sampler, with a
-    seeded Brownian noise source when it will add noise."""
+    seeded Brownian noise source when it will add noise, and the
+    unconditional prediction for CFG++ samplers."""
     eta = spec.default_eta if eta is None else eta
+    extra = {}
+    if spec.cfg_pp:
+        capture = _UncondCapture(extra_args or {})
+        extra_args, extra["uncond"] = capture.extra_args, capture
+    if noise_window is not None:
+        extra["noise_window"] = noise_window
     noise = None
     if eta > 0 and len(sigmas) > 1:
         # Indexed by sigma, seeded by the sampling seed: reproducible, and the
@@ -139,7 +187,8 @@ def run_sampler(spec, model, x, sigmas, extra_args, callback, disable, process, 
         if positive.numel() and float(positive.min()) < float(sigmas.max()):
             noise = BrownianNoise(x, float(positive.min()), float(sigmas.max()), seed)
     return spec.fn(model, x, sigmas, extra_args=extra_args, callback=callback, disable=disable,
-                   process=process, eta=eta, s_noise=s_noise, noise=noise, **(options or {}))
+                   process=process, eta=eta, s_noise=s_noise, noise=noise, **extra,
+                   **(options or {}))
 
 
 def fix_latent(model, latent):
@@ -191,7 +240,7 @@ def _inner_model_sampling(model_k):
 
 def _core_sampler_function(spec):
     def sample(model, x, sigmas, extra_args=None, callback=None, disable=None, **options):
-        process = process_of(_inner_model_sampling(model))
+        process = model_process(_inner_model_sampling(model))
         return run_sampler(spec, model, x, sigmas, extra_args, callback, disable, process,
                            options=options)
     sample.__name__ = f"sample_{CORE_PREFIX}{spec.name}"

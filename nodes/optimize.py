@@ -134,7 +134,7 @@ class _SearchSampler(host.comfy.samplers.KSAMPLER):
         super().__init__(self._search, extra_options={}, inpaint_options={})
 
     def sample(self, model_wrap, sigmas, extra_args, callback, noise, *args, **kwargs):
-        self.process = host.process_of(model_wrap.inner_model.model_sampling)
+        self.process = host.model_process(model_wrap.inner_model.model_sampling)
         return super().sample(model_wrap, sigmas, extra_args, callback, noise, *args, **kwargs)
 
     def _search(self, model, x, sigmas, extra_args=None, callback=None, disable=None):

@@ -86,8 +86,10 @@ class Run:
     """State of one sampling call."""
 
     def __init__(self, model, x, sigmas, *, extra_args, callback, disable, process,
-                 eta, s_noise, noise, rule="ancestral", noise_window=(0.0, 1.0)):
+                 eta, s_noise, noise, rule="ancestral", noise_window=(0.0, 1.0),
+                 uncond=None):
         self.proc = get_process(process)
+        self.uncond = uncond
         self.rule = get_rule(rule)
         self.window = window_sigmas(self.proc, noise_window)
         self.eta = _float_arg("eta (noise strength)", eta, 0.0)
@@ -138,6 +140,16 @@ class Run:
     def denoise_at(self, x, sigma):
         return self._call(x, self.s_in * sigma)
 
+    def last_uncond(self, like):
+        """The unconditional prediction of the last model call (CFG++), from
+        the `uncond` callable the caller passed; shaped like `like`."""
+        u = self.uncond()
+        if not torch.is_tensor(u) or u.shape != like.shape:
+            raise ValueError("uncond must return the unconditional prediction of the last model "
+                             f"call, a tensor of shape {tuple(like.shape)}; got "
+                             f"{type(u).__name__}{tuple(u.shape) if torch.is_tensor(u) else ''}")
+        return u.to(self.work_dtype)
+
     # --- noise ---------------------------------------------------------------
     # The noise source gets its interval as CPU scalars of the schedule's
     # dtype: Brownian trees live on the CPU, and handing them device scalars
@@ -155,6 +167,19 @@ class Run:
     def draw(self, i):
         """Noise for the grid interval i -> i + 1."""
         return self.draw_at(self.sig[i], self.sig[i + 1])
+
+    def start_below_one(self):
+        """Flow from sigma = 1 in flow's own lambda (= -inf there): start at
+        the sigma whose alpha is the process's floor, as the newest ComfyUI
+        starts its SNR-based samplers at percent_to_sigma(1e-4). The model is
+        called there too, so our lambda-clock samplers equal the host's."""
+        floor = getattr(self.proc, "_alpha_floor", None)
+        if floor is None or self.sig[0] < 1.0:
+            return
+        self.sig[0] = 1.0 - floor
+        self.sigmas = self.sigmas.clone()
+        self.sigmas[0] = self.sig[0]
+        self._grid = None
 
     # --- frames and noise rules -------------------------------------------
     def clock(self, name):
@@ -191,14 +216,27 @@ class Run:
         return x.to(self.in_dtype)
 
 
-def sample_grid(run, method):
+def sample_grid(run, method, cfg_pp=False):
     """The loop of every fixed-grid sampler: at each grid point the model,
     then the method's correction of the point (predictor-correctors) and its
-    step to the next grid point, noise included."""
+    step to the next grid point, noise included.
+
+    cfg_pp: CFG++ (Chung et al. 2024, arXiv:2406.08070): the step's data
+    prediction is the guided D_g, its noise estimate the unconditional one,
+    eps_u = (x - alpha D_u) / sigma, and the history of data predictions is
+    unconditional. All of it is the unchanged method started from
+    x + alpha (D_g - D_u) (alpha of the method's clock), whose noise estimate
+    with D_g is eps_u; multistep histories get D_u."""
     x = run.x
+    if method.clock == "lambda":
+        run.start_below_one()
     state = method.start(run)
     for i in run.steps():
         denoised = run.denoise(x, i)
         x, denoised = method.correct(run, state, i, x, denoised)
+        if cfg_pp:
+            uncond = run.last_uncond(denoised)
+            x = x + (denoised - uncond) * run.clock(method.clock).alpha(run.sig[i])
+            state["history"] = uncond
         x = method.step(run, state, i, x, denoised)
     return run.result(x)

@@ -70,6 +70,8 @@ class SamplerSpec:
     # Where noise may enter, as fractions of the model's process (0 = pure
     # noise, 1 = clean): SA-Solver's default interval, everything elsewhere.
     noise_window: Tuple[float, float] = (0.0, 1.0)
+    # CFG++: needs the unconditional prediction of each model call (`uncond`)
+    cfg_pp: bool = False
 
     @property
     def stochastic(self):
@@ -119,8 +121,15 @@ class SamplerSpec:
 
 def _make_fn(spec):
     def fn(model, x, sigmas, *, extra_args=None, callback=None, disable=None,
-           process="ve", eta=None, s_noise=1.0, noise=None, noise_window=None, **options):
+           process="ve", eta=None, s_noise=1.0, noise=None, noise_window=None, uncond=None,
+           **options):
         opts = spec.checked_options(options)
+        if spec.cfg_pp and not callable(uncond):
+            raise ValueError(
+                f"sampler {spec.name!r} is a CFG++ sampler: it needs uncond, a callable that "
+                f"returns the unconditional prediction of the last model call. Sampler Lab's "
+                f"nodes provide it from the host's CFG; elsewhere pass it, or use "
+                f"{spec.name.replace('_cfg_pp', '')!r}")
         sigmas_t = as_sigma_tensor(sigmas)
         if sigmas_t.ndim == 1 and sigmas_t.shape[0] <= 1:
             return x  # nothing to integrate; the host does the same
@@ -128,11 +137,12 @@ def _make_fn(spec):
                   disable=disable, process=process,
                   eta=spec.default_eta if eta is None else eta,
                   s_noise=s_noise, noise=noise, rule=spec.rule,
-                  noise_window=spec.noise_window if noise_window is None else noise_window)
+                  noise_window=spec.noise_window if noise_window is None else noise_window,
+                  uncond=uncond)
         info = opts.pop("info", None)
         method = spec.build(**opts)
         if isinstance(method, M.Method):
-            return sample_grid(run, method)
+            return sample_grid(run, method, cfg_pp=spec.cfg_pp)
         return method(run, info=info) if "info" in spec.option_specs else method(run)
 
     fn.__name__ = f"sample_{spec.name}"
@@ -163,7 +173,7 @@ def _rk(kind):
 
 
 def _lms(order=4):
-    return M.SigmaMultistep("lagrange", order=order, tau="sigma", last="extrapolate")
+    return M.SigmaMultistep("lagrange", order=order, tau="sigma")
 
 
 def _two_m(clock, solver_type="midpoint"):
@@ -175,9 +185,10 @@ def _exp_adams(order, clock="log_sigma"):
     return lambda: M.ExpMultistep(M.moments_exact, order=order, clock=clock)
 
 
+
 def _unipc(variant):
     return lambda order=3: M.ExpMultistep(M.unipc_moments(variant), order=order, corrector="unic",
-                                          final="unipc")
+                                          final="unipc", end_sigma=1e-3)
 
 
 def _sa(corrector):
@@ -276,7 +287,7 @@ _TABLE = {
              "DEIS (Zhang & Chen 2023, arXiv:2204.13902): the noise prediction extrapolated "
              "by a polynomial and integrated exactly; the polynomial's variable is chosen per "
              "step, -log(sigma) or the VP time, whichever spaces the nodes most evenly."),
-    "ipndm": (lambda order=4: M.SigmaMultistep("ab", order=order, last="extrapolate"),
+    "ipndm": (lambda order=4: M.SigmaMultistep("ab", order=order),
               "ancestral", 2, 1, 0.0, "multistep", {"order": _order(4, 1, 4)},
               "Improved PNDM: Adams-Bashforth with lower-order warm-up (Zhang & Chen "
               "2023, arXiv:2204.13902)."),
@@ -375,12 +386,39 @@ _TABLE = {
                "(RES4LYF falls back to single-step methods on long steps for the same reason)."),
 }
 
+_CFG_PP = "CFG++ (Chung et al. 2024, arXiv:2406.08070): the guided data prediction with the " \
+          "unconditional noise estimate; use CFG scales of about 0.3-2. "
+_CFG_PP_ROWS = {
+    "euler_cfg_pp": (_exp_adams(1, "lambda"), "ancestral", 1, 1, 0.0, "cfg_pp", {},
+                     _CFG_PP + "Euler (DDIM) steps."),
+    "euler_ancestral_cfg_pp": (_exp_adams(1, "lambda"), "ancestral", 1, 1, 1.0, "cfg_pp", {},
+                               _CFG_PP + "Euler steps with ancestral noise."),
+    "dpmpp_2s_ancestral_cfg_pp": (lambda: M.ExpRK(M.dpmpp_2s_tableau(), 2), "ancestral", 2, 2,
+                                  1.0, "cfg_pp", {},
+                                  _CFG_PP + "DPM-Solver++(2S) with ancestral noise."),
+    "dpmpp_2m_cfg_pp": (partial(_two_m, "log_sigma"), "sde", 2, 1, 0.0, "cfg_pp",
+                        {"solver_type": _SOLVER_TYPE}, _CFG_PP + "DPM-Solver++(2M)."),
+    "res_multistep_cfg_pp": (_exp_adams(2), "ancestral", 2, 1, 0.0, "cfg_pp", {},
+                             _CFG_PP + "RES second-order multistep (the guided prediction at "
+                             "the current point, unconditional history)."),
+    "res_multistep_ancestral_cfg_pp": (_exp_adams(2), "ancestral", 2, 1, 1.0, "cfg_pp", {},
+                                       _CFG_PP + "res_multistep with ancestral noise."),
+    "gradient_estimation_cfg_pp": (lambda ge_gamma=2.0: M.SigmaMultistep("gradient",
+                                                                         gamma=ge_gamma),
+                                   "ancestral", 1, 1, 0.0, "cfg_pp",
+                                   {"ge_gamma": Option(2.0, "float", 0.0, 10.0,
+                                                       help="Weight of the gradient estimate.")},
+                                   _CFG_PP + "Gradient estimation."),
+}
+_TABLE.update(_CFG_PP_ROWS)
+
 _WINDOWS = {"sa_solver": (0.2, 0.8), "sa_solver_pece": (0.2, 0.8)}
 
 SAMPLERS = {}
 for _name, (_build, _rule, _order_, _calls, _eta, _family, _opts, _desc) in _TABLE.items():
     _spec = SamplerSpec(_name, _build, _rule, _order_, _calls, _eta, _desc, _family, dict(_opts),
-                        noise_window=_WINDOWS.get(_name, (0.0, 1.0)))
+                        noise_window=_WINDOWS.get(_name, (0.0, 1.0)),
+                        cfg_pp=_name in _CFG_PP_ROWS)
     object.__setattr__(_spec, "fn", _make_fn(_spec))
     SAMPLERS[_name] = _spec
 
@@ -411,6 +449,9 @@ def noise_fractions(name, sigmas, *, process="ve", eta=None, noise_window=None):
     hi, lo = window_sigmas(proc, spec.noise_window if noise_window is None else noise_window)
     method = spec.method()
     clock = proc if getattr(method, "clock", None) == "lambda" else None
+    floor = getattr(proc, "_alpha_floor", None)
+    if clock is not None and floor is not None and sig[0] >= 1.0:
+        sig[0] = 1.0 - floor  # where such a sampler starts (core.Run.start_below_one)
     out = []
     for s, s_next in zip(sig[:-1], sig[1:]):
         if eta == 0.0 or s_next == 0.0 or not lo <= s_next <= hi:

@@ -6,6 +6,8 @@ import os
 
 import torch
 
+from sampler_lab import samplers
+
 from sampler_lab.bench import models
 
 # The tensors here are small: under pytest-xdist, one thread per worker beats
@@ -22,13 +24,19 @@ VE_SIGMA_MAX = 80.0
 SIGMA_MIN = 0.002
 
 # Samplers whose stochastic form is the default (eta = 1 unless told).
+# Samplers that run on a denoiser alone; the CFG++ ones also need the
+# unconditional prediction (tests/test_cfg_pp.py).
+PLAIN_NAMES = [n for n in samplers.SAMPLER_NAMES if not samplers.get_sampler(n).cfg_pp]
+
 # Stochastic by default, as in the newest ComfyUI (its SDE, ancestral, DDPM,
 # LCM, ER-SDE, SEEDS and SA-Solver samplers all add noise).
 ANCESTRAL_DEFAULT = {"euler_ancestral", "dpm_2_ancestral", "dpmpp_2s_ancestral",
                      "dpmpp_sde", "dpmpp_2m_sde", "dpmpp_3m_sde", "dpmpp_sde_gpu",
                      "dpmpp_2m_sde_gpu", "dpmpp_2m_sde_heun", "dpmpp_2m_sde_heun_gpu",
                      "dpmpp_3m_sde_gpu", "ddpm", "lcm", "res_multistep_ancestral", "er_sde",
-                     "seeds_2", "seeds_3", "sa_solver", "sa_solver_pece"}
+                     "seeds_2", "seeds_3", "sa_solver", "sa_solver_pece",
+                     "euler_ancestral_cfg_pp", "dpmpp_2s_ancestral_cfg_pp",
+                     "res_multistep_ancestral_cfg_pp"}
 
 
 def gaussian(process, channels=3, ndim=4):

@@ -11,6 +11,8 @@ is what the step drew:
 import pytest
 import torch
 
+import helpers as H
+
 from sampler_lab.samplers import SAMPLERS, noise_fractions
 
 # Their noise follows a grid of their own (uniform in lambda / adaptive), not
@@ -45,7 +47,7 @@ def _want(name, process, sigmas, eta):
 
 @pytest.mark.parametrize("eta", [0.0, 0.5, 1.0, 2.0])
 @pytest.mark.parametrize("process,sigmas", CASES)
-@pytest.mark.parametrize("name", [n for n in SAMPLERS if n not in OWN_GRID | STAGE_NOISE])
+@pytest.mark.parametrize("name", [n for n in H.PLAIN_NAMES if n not in OWN_GRID | STAGE_NOISE])
 def test_fraction_is_the_fresh_noise_the_sampler_adds(name, process, sigmas, eta):
     x0 = torch.full((1, 1, 2, 2), 0.3, dtype=torch.float64)
     b = float((_x1(name, process, sigmas, eta, lambda s, t: torch.full_like(x0, 1.0), x0)

@@ -8,11 +8,13 @@ import warnings
 import pytest
 import torch
 
+import helpers as H
+
 from sampler_lab import samplers
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 
-NAMES = samplers.SAMPLER_NAMES
+NAMES = H.PLAIN_NAMES
 
 
 def _sigmas(process, n):

@@ -23,7 +23,7 @@ BATCH = 32
 BUDGETS = (10, 20)
 
 # dpm_adaptive chooses its own number of calls, so it has no fixed budget.
-DETERMINISTIC = [n for n in samplers.SAMPLER_NAMES if n != "dpm_adaptive"]
+DETERMINISTIC = [n for n in H.PLAIN_NAMES if n != "dpm_adaptive"]
 
 # The host's function for the same algorithm at eta = 0, where it has one.
 HOST = {

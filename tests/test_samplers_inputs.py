@@ -10,7 +10,7 @@ import helpers as H
 from sampler_lab import samplers
 from sampler_lab.bench import models
 
-NAMES = samplers.SAMPLER_NAMES
+NAMES = H.PLAIN_NAMES
 
 
 def gaussian_x(shape=(2, 3, 4, 4), sigma=14.6, dtype=torch.float32, process="ve"):

@@ -189,7 +189,13 @@ def test_uni_pc_matches_diffusers(model_name, steps, order, name, variant):
     rec = H.Recorder()
     got = samplers.get_sampler(name).fn(counted, x_ve.clone(), sig, order=order, callback=rec)
     what = f"{name} order {order}, {steps} steps on {model_name}"
-    assert_rel(got, x_vp, what)
     assert counted.calls == steps
-    # the model is called at the predictor's output in both
+    # The model is called at the predictor's output in both, every call the
+    # same. The last step differs by design: ours, as the UniPC authors' code
+    # and the newest ComfyUI, integrates to sigma 0.001 from the corrected
+    # point (tests/host/test_sampler_parity.py); diffusers (final_sigmas_type
+    # "zero") returns the last model output. Their gap is that last order-1
+    # step's: at most sigma_last's share of the noise.
     assert_same_denoised(rec, model.denoised, lambda i: i, what)
+    last = float(sig[-2])
+    assert H.rel_err(got, x_vp) < 2 * last / (1 + last), what

@@ -120,7 +120,10 @@ PARAMS = [pytest.param(ours, host, o_opts, h_opts, eta, model_name,
 
 @pytest.mark.parametrize("ours,host,o_opts,h_opts,eta,model_name", PARAMS)
 def test_matches_host(kdiff, ours, host, o_opts, h_opts, eta, model_name):
-    model, x, sigmas = problem(model_name)
+    # This host's LMS extrapolates its last step to sigma 0; ours, as the
+    # newest core's, ends with the denoise (compared in the host suite), so
+    # LMS is compared here on a schedule that stops before 0.
+    model, x, sigmas = problem(model_name, zero=ours != "lms")
     host_fn = getattr(kdiff, host)
     h_kwargs = dict(h_opts)
     takes_eta = "eta" in inspect.signature(host_fn).parameters

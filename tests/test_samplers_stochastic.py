@@ -35,7 +35,7 @@ N0 = 50
 # LCM's sampling assumes a consistency model (the denoiser returns a sample of
 # the data, not its posterior mean): with an exact denoiser its output is
 # shrunk on purpose, and test_lcm_follows_its_closed_form checks it exactly.
-FIXED_STEP = [n for n in samplers.SAMPLER_NAMES if n not in ("dpm_adaptive", "lcm")]
+FIXED_STEP = [n for n in H.PLAIN_NAMES if n not in ("dpm_adaptive", "lcm")]
 
 
 def refining_schedule(process, n):
@@ -138,7 +138,7 @@ def test_lcm_follows_its_closed_form(process):
 
 # Every stochastic sampler but LCM (whose steps are not a discretisation of
 # one SDE: it re-noises completely, so refining the steps does not converge).
-BROWNIAN = [n for n in samplers.SAMPLER_NAMES
+BROWNIAN = [n for n in H.PLAIN_NAMES
             if samplers.get_sampler(n).stochastic and n not in ("lcm", "dpm_adaptive")]
 SMALL = (4, 2, 4, 4)
 
@@ -177,7 +177,7 @@ def test_brownian_seed_determines_the_result(name, process):
     assert H.rel_err(a, c) > 1e-3, f"{name}: different seeds, same result"
 
 
-@pytest.mark.parametrize("name", samplers.SAMPLER_NAMES)
+@pytest.mark.parametrize("name", H.PLAIN_NAMES)
 def test_every_sampler_uses_the_given_noise(name):
     """eta > 0 makes every sampler stochastic through the `noise` callable
     alone: same noise source, same result; another source, another result."""

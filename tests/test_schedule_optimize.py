@@ -6,13 +6,15 @@ import math
 import pytest
 import torch
 
+import helpers as H
+
 from sampler_lab import samplers, schedules
 from sampler_lab.bench.models import GaussianData
 from sampler_lab.schedules.optimize import UNTUNABLE, fixed_starts, search_cost_floor
 
 VE_RANGE = (0.0292, 14.6146)
 FLOW_RANGE = (0.0029, 1.0)
-DETERMINISTIC = [n for n in samplers.SAMPLER_NAMES
+DETERMINISTIC = [n for n in H.PLAIN_NAMES
                  if not samplers.get_sampler(n).stochastic and n not in UNTUNABLE]
 CALLS = (5, 6, 8, 10)
 

@@ -74,11 +74,16 @@ def test_matches_diffusers_sd1(variant, order, steps):
     assert torch.isfinite(out).all()
     assert len(rec.steps) == steps
     # Every point the model sees (each carries all corrections so far), then
-    # the result.
+    # the result: diffusers ends with the last model output, ours (as the
+    # authors' code and the core) with an order-1 step to sigma 0.001 from the
+    # corrected last point, which differs from that output by 0.001 / sigma_last
+    # of its distance to it.
     diffs = [H.rel_err(r["x"], v) for r, v in zip(rec.steps, visited)]
     final = H.rel_err(out, ref)
-    report = f"max step diff {max(diffs):.2e}, final {final:.2e}"
-    assert max(diffs) < 1e-4 and final < 1e-4, report
+    last = float(sigmas[-2])
+    bound = 1.5 * (1e-3 / last) * H.rel_err(visited[-1], ref) + 1e-6
+    report = f"max step diff {max(diffs):.2e}, final {final:.2e} (bound {bound:.2e})"
+    assert max(diffs) < 1e-4 and final < bound, report
     # A different solver would not pass by accident: the result is far from
     # the true ODE solution at these step counts compared to the tolerance.
     exact = data.ode_solution(x, float(sigmas[0]), 0.0)
@@ -138,11 +143,12 @@ def test_higher_order_option_is_more_accurate():
 @pytest.mark.parametrize("order", [1, 2, 3])
 @pytest.mark.parametrize("variant", ["bh1", "bh2"])
 def test_flow_from_sigma_one_to_zero(variant, order, dtype):
-    """Exactly 1.0 (alpha = 0, lambda = -inf) down to 0.005, then the step to
-    0 (lambda = +inf)."""
+    """Exactly 1.0 down to 0.005, then the last step, which ends at sigma
+    0.001 as the UniPC authors' code and the core do (not a denoise): judged
+    there."""
     data = H.gaussian("flow")
     x = data.noisy(SHAPE, 1.0, torch.Generator().manual_seed(1), dtype)
-    exact = data.ode_solution(x, 1.0, 0.0)
+    exact = data.ode_solution(x, 1.0, 1e-3)
     errs = []
     for n in (20, 40, 80):
         sig = H.flow_karras(n, sigma_min=0.005)
@@ -275,12 +281,17 @@ def test_eta_one_order_two_is_sde_dpmpp_2m(variant, process):
     s0 = H.sigma_max(process)
     x = data.noisy(SHAPE, s0, torch.Generator().manual_seed(6), torch.float64)
     sig = H.schedule(process, 15)
-    ref = samplers.get_sampler("dpmpp_2m").fn(data.denoiser, x, sig, process=process,
-                                             eta=1.0, solver_type="heun",
-                                             noise=H.ReplayNoise(x, 8))
-    out = samplers.get_sampler(NAMES[variant]).fn(data.denoiser, x, sig, process=process,
-                                                  eta=1.0, order=2, noise=H.ReplayNoise(x, 8))
-    assert H.rel_err(out, ref) < 1e-10
+    rec_ref, rec = H.Recorder(), H.Recorder()
+    samplers.get_sampler("dpmpp_2m").fn(data.denoiser, x, sig, process=process, eta=1.0,
+                                        solver_type="heun", noise=H.ReplayNoise(x, 8),
+                                        callback=rec_ref)
+    samplers.get_sampler(NAMES[variant]).fn(data.denoiser, x, sig, process=process, eta=1.0,
+                                            order=2, noise=H.ReplayNoise(x, 8), callback=rec)
+    # every point the model sees; the last step differs by design (UniPC's
+    # lower_order_final and its end at sigma 0.001)
+    assert len(rec.steps) == len(rec_ref.steps) == 15
+    for a, b in zip(rec.steps, rec_ref.steps):
+        assert H.rel_err(a["x"], b["x"]) < 1e-10
 
 
 @pytest.mark.parametrize("eta", [0.5, 1.0])
