@@ -386,6 +386,28 @@ class TrainedDenoiser:
         return (a * x0 + sigma * noise).to(dtype)
 
 
+    def reference_solution(self, x, sigma_start, sigma_end=0.0, steps=512):
+        """The PF-ODE dx/dsigma = (x - D)/sigma solved from sigma_start to
+        sigma_end by classic RK4 in t = log sigma (`models.rk4_log_sigma`),
+        float64. sigma_end = 0 integrates to sigma_min and ends with
+        D(x, sigma_min), the last step every sampler takes. With the host's
+        integer timesteps D jumps between table entries, which caps RK4 at
+        first order; for convergence studies load the network with
+        interpolate_timesteps=True."""
+        from .models import rk4_log_sigma
+        if not 0 <= sigma_end < sigma_start:
+            raise ValueError(f"need 0 <= sigma_end < sigma_start, got {sigma_end}, {sigma_start}")
+        stop = sigma_end if sigma_end > 0 else min(self.sigma_min, sigma_start / 2)
+
+        def f(x_, t):
+            return x_ - self.denoiser(x_, math.exp(t))
+
+        xd = rk4_log_sigma(f, x.to(torch.float64), sigma_start, stop, steps)
+        if sigma_end == 0:
+            xd = self.denoiser(xd, stop)
+        return xd.to(x.dtype)
+
+
 def weights_path(name, weights_dir=None):
     if name not in NETWORKS:
         raise ValueError(f"unknown network {name!r}; the trained networks are {NETWORKS}")
