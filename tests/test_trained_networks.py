@@ -1,0 +1,230 @@
+"""The trained denoisers of bench/networks.py: the loader, and that the
+shipped networks really denoise held-out digits (never trained on) and
+sample digit-like images. The baselines are independent of the networks:
+the identity (D(x) = x) and the training set's mean image; the reference
+statistics are the held-out digits'."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from sampler_lab.bench import networks as nw
+from sampler_lab.bench import train_networks as tn
+
+
+HELD = 200  # held-out digits per check: enough for stable MSEs, fast enough
+
+
+@pytest.fixture(scope="module", params=nw.NETWORKS)
+def net(request):
+    return nw.load_network(request.param)
+
+
+@pytest.fixture(scope="module")
+def heldout():
+    return nw.mnist_digits("heldout", torch.float64)
+
+
+@pytest.fixture(scope="module")
+def mean_image():
+    return nw.mnist_digits("train", torch.float64).mean(0, keepdim=True)
+
+
+def test_data_splits():
+    train, held = nw.mnist_digits("train"), nw.mnist_digits("heldout")
+    assert train.shape == (4500, 1, 28, 28) and held.shape == (500, 1, 28, 28)
+    assert float(train.min()) == -1.0 and float(train.max()) == 1.0
+    # disjoint: no held-out image equals a training image
+    flat_t = train.reshape(len(train), -1)
+    flat_h = held.reshape(len(held), -1)
+    d2 = torch.cdist(flat_h.double(), flat_t.double())
+    assert float(d2.min()) > 0
+    with pytest.raises(ValueError, match="split"):
+        nw.mnist_digits("test")
+
+
+def test_unknown_name_and_missing_file(tmp_path):
+    with pytest.raises(ValueError, match="digits-eps"):
+        nw.load_network("digits-vp")
+    with pytest.raises(FileNotFoundError, match="train_networks --model digits-flow"):
+        nw.load_network("digits-flow", weights_dir=tmp_path)
+
+
+def _sd1_sigmas_closed_form():
+    # SD 1.x: betas linear in sqrt from 0.00085 to 0.012 over 1000 steps
+    betas = np.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000) ** 2
+    ac = np.cumprod(1 - betas)
+    return np.sqrt((1 - ac) / ac)
+
+
+def test_loader_metadata_and_shapes(net):
+    cfg, m = net.config, net.metrics
+    assert cfg["name"] == net.name and cfg["seed"] == 0 and cfg["steps"] >= 1000
+    assert {"arch", "kind", "data", "batch", "lr", "ema", "final_loss",
+            "train_seconds"} <= set(cfg)
+    assert {"denoise", "heldout_pixels", "euler20_pixels"} <= set(m)
+    assert net.sigmas.dtype == torch.float32 and net.sigmas.shape == (1000,)
+    assert bool((net.sigmas[1:] > net.sigmas[:-1]).all())
+    if net.name == "digits-eps":
+        assert (net.kind, net.process, net.shift) == ("eps", "ve", None)
+        np.testing.assert_allclose(net.sigmas.numpy(), _sd1_sigmas_closed_form(), rtol=1e-6)
+        assert net.sigma_min == pytest.approx(0.0292, abs=1e-4)
+        assert net.sigma_max == pytest.approx(14.6146, abs=1e-4)
+    else:
+        assert (net.kind, net.process, net.shift) == ("flow", "flow", 3.0)
+        t = np.arange(1, 1001) / 1000
+        np.testing.assert_allclose(net.sigmas.numpy(), 3 * t / (1 + 2 * t), rtol=1e-6)
+        assert net.sigma_max == 1.0
+    for p in net.diffusion_model.parameters():
+        assert p.dtype == torch.float32 and not p.requires_grad
+    assert net.diffusion_model.dtype == torch.float32
+    x = torch.randn(3, 1, 28, 28)
+    for dtype in (torch.float32, torch.float64):
+        out = net(x.to(dtype), torch.full((3,), 0.5, dtype=dtype))
+        assert out.shape == x.shape and out.dtype == dtype and bool(torch.isfinite(out).all())
+    raw = net.diffusion_model(x, torch.tensor([10.0, 500.0, 900.0]))
+    assert raw.shape == x.shape
+    with pytest.raises(ValueError, match="shape"):
+        net(torch.randn(2, 1, 8, 8), torch.ones(2))
+    with pytest.raises(ValueError, match="sigma"):
+        net(x, torch.full((3,), -0.1))
+
+
+def test_timestep_map_matches_the_table(net):
+    """eps: the network gets the index of the nearest table entry in log
+    sigma (ComfyUI's discrete sampling), or the log-linear fractional index;
+    flow: 1000 sigma. sigma_of inverts the fractional map."""
+    idx = torch.tensor([0, 1, 250, 998, 999])
+    t = net.timestep(net.sigmas[idx].double())
+    want = idx.double() if net.kind == "eps" else net.sigmas[idx].double() * 1000
+    torch.testing.assert_close(t, want, rtol=0, atol=1e-3)
+    s = torch.tensor([0.05, 0.4, 0.9]).double() * net.sigma_max
+    if net.kind == "eps":
+        log_table = np.log(net.sigmas.double().numpy())
+        nearest = [float(np.argmin(np.abs(log_table - np.log(v)))) for v in s.tolist()]
+        assert net.timestep(s).tolist() == nearest
+        frac = nw.timestep_from_sigma(s, "eps", net.sigmas, interpolate=True)
+        assert (frac - torch.tensor(nearest).double()).abs().max() <= 0.5 + 1e-9
+        torch.testing.assert_close(net.sigma_of(frac), s, rtol=1e-9, atol=0)
+    else:
+        torch.testing.assert_close(net.timestep(s), 1000 * s)
+        torch.testing.assert_close(net.sigma_of(net.timestep(s)), s, rtol=1e-12, atol=0)
+
+
+def _denoise_mse(net, x0, sigma, gen):
+    noise = torch.randn(x0.shape, generator=gen, dtype=torch.float64)
+    a = 1.0 if net.process == "ve" else 1.0 - sigma
+    x = a * x0 + sigma * noise
+    d = net(x, torch.full((x0.shape[0],), sigma, dtype=torch.float64))
+    return float(((d - x0) ** 2).mean()), float(((x - x0) ** 2).mean())
+
+
+# Up to where the noisy image still says much about the digit; the top of the
+# range (where D tends to the mean image) has its own test below.
+SIGMAS = {"digits-eps": [0.03, 0.15, 0.6, 2.0], "digits-flow": [0.005, 0.05, 0.25, 0.6]}
+
+
+def test_denoises_heldout_better_than_both_baselines(net, heldout, mean_image):
+    """Across the range, D(x0 + noise) is closer to the held-out x0 than the
+    noisy input itself and than the mean image, by a clear margin (x0.7) —
+    the better baseline is the identity at low noise, the mean at high."""
+    gen = torch.Generator().manual_seed(7)
+    x0 = heldout[:HELD]
+    mean_mse = float(((mean_image - x0) ** 2).mean())
+    for sigma in SIGMAS[net.name]:
+        mse, ident = _denoise_mse(net, x0, sigma, gen)
+        best = min(ident, mean_mse)
+        assert mse < 0.7 * best, (f"{net.name} sigma {sigma}: MSE {mse:.3g}, identity "
+                                  f"{ident:.3g}, mean image {mean_mse:.3g}")
+
+
+def test_top_of_the_range_predicts_the_mean_image(net, heldout, mean_image):
+    """At sigma_max the posterior mean is (nearly) the data mean: D is far
+    closer to the mean image than the digits are, and no worse a denoiser."""
+    gen = torch.Generator().manual_seed(8)
+    x0 = heldout[:HELD]
+    mse, _ = _denoise_mse(net, x0, net.sigma_max, gen)
+    mean_mse = float(((mean_image - x0) ** 2).mean())
+    assert mse < 1.1 * mean_mse
+    a = 1.0 if net.process == "ve" else 1.0 - net.sigma_max
+    x = a * x0 + net.sigma_max * torch.randn(x0.shape, generator=gen, dtype=torch.float64)
+    d = net(x, torch.full((x0.shape[0],), net.sigma_max, dtype=torch.float64))
+    spread = float(((d - mean_image) ** 2).mean())
+    assert spread < 0.25 * mean_mse, f"{net.name}: D at sigma_max spreads {spread:.3g}"
+
+
+def test_euler_20_steps_gives_digit_statistics(net, heldout):
+    """20 Euler steps of dx/dsigma = (x - D)/sigma from pure noise, uniform in
+    the model's timestep: the samples' pixel statistics (mean, std, share of
+    inked pixels > 0) are the held-out digits' within a loose band."""
+    gen = torch.Generator().manual_seed(9)
+    n = 64
+    if net.kind == "eps":
+        sig = net.sigma_of(torch.linspace(999, 0, 20, dtype=torch.float64))
+    else:
+        t = torch.linspace(1, 0.001, 20, dtype=torch.float64)
+        sig = 3 * t / (1 + 2 * t)
+    sig = torch.cat([sig, torch.zeros(1, dtype=torch.float64)])
+    x = torch.randn(n, 1, 28, 28, generator=gen, dtype=torch.float64) * sig[0]
+    for s, s_next in zip(sig[:-1], sig[1:]):
+        x = x + (s_next - s) * (x - net(x, s)) / s
+    assert bool(torch.isfinite(x).all())
+    ref = heldout
+    assert abs(float(x.mean() - ref.mean())) < 0.08
+    assert abs(float(x.std() / ref.std()) - 1) < 0.15
+    ink = float((x > 0).double().mean())
+    ink_ref = float((ref > 0).double().mean())
+    assert abs(ink / ink_ref - 1) < 0.3
+    assert float(x.min()) > -1.6 and float(x.max()) < 1.6
+
+
+def test_shipped_metrics_agree_with_a_fresh_measurement(net, heldout, mean_image):
+    """The metadata's held-out numbers are what the weights do now."""
+    row = next(r for r in net.metrics["denoise"] if r["sigma"] == 0.3)
+    mse, _ = _denoise_mse(net, heldout, row["sigma"], torch.Generator().manual_seed(11))
+    assert mse == pytest.approx(row["mse"], rel=0.1)
+
+
+TINY = dict(tn.CONFIGS["digits-eps"], arch=dict(tn.ARCH, channels=[8, 16], emb_dim=16,
+                                                  groups=4, heads=2),
+            steps=3, batch=4, warmup=2)
+
+
+@pytest.mark.parametrize("kind", ["eps", "flow"])
+def test_training_is_deterministic(kind):
+    cfg = dict(TINY, kind=kind, shift=3.0)
+    data = nw.mnist_digits("train")[:64]
+    a, loss_a = tn.train(cfg, data)
+    b, loss_b = tn.train(cfg, data)
+    c, _ = tn.train(dict(cfg, seed=1), data)
+    assert loss_a == loss_b and math.isfinite(loss_a)
+    sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert any(not torch.equal(sa[k], sc[k]) for k in sa)
+
+
+def test_training_cli_writes_loadable_weights(tmp_path, monkeypatch):
+    """The command line end to end on a tiny configuration: the file it writes
+    loads through load_network with its config and metrics."""
+    monkeypatch.setitem(tn.CONFIGS, "digits-flow", dict(TINY, kind="flow", shift=3.0))
+    out = tmp_path / "digits-flow.safetensors"
+    assert tn.main(["--model", "digits-flow", "--steps", "2", "--out", str(out),
+                    "--eval-samples", "4", "--eval-heldout", "8"]) == 0
+    net = nw.load_network("digits-flow", weights_dir=tmp_path)
+    assert net.config["steps"] == 2 and net.config["arch"]["channels"] == [8, 16]
+    assert len(net.metrics["denoise"]) == len(tn.EVAL_SIGMAS["flow"])
+
+
+def test_reference_solution_converges():
+    """RK4 in log sigma on the smooth (interpolated-timestep) eps network:
+    halving the step count changes the answer far less than the path moves."""
+    net = nw.load_network("digits-eps", interpolate_timesteps=True)
+    gen = torch.Generator().manual_seed(5)
+    x = net.noisy(4, 2.0, gen, torch.float64)
+    fine = net.reference_solution(x, 2.0, 0.2, steps=32)
+    coarse = net.reference_solution(x, 2.0, 0.2, steps=16)
+    moved = float((fine - x).norm())
+    assert float((fine - coarse).norm()) < 1e-3 * moved
+    with pytest.raises(ValueError, match="sigma_end"):
+        net.reference_solution(x, 0.1, 0.2)
