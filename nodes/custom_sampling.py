@@ -1,8 +1,8 @@
 """SAMPLER and SIGMAS nodes for the core SamplerCustom / SamplerCustomAdvanced."""
 from . import host
 from .ksampler import with_sigmas
-from .widgets import (KSAMPLER_SCHEDULES, eta_value, noise_strength_input, s_noise_input,
-                      sampler_input, sampler_option_inputs, sampler_options,
+from .widgets import (KSAMPLER_SCHEDULES, check_names, eta_value, noise_strength_input,
+                      s_noise_input, sampler_input, sampler_option_inputs, sampler_options,
                       schedule_param_inputs, schedule_params)
 from ..schedules import get_sigmas, parse_sigmas
 
@@ -17,6 +17,10 @@ class LabSampler:
     RETURN_TYPES = ("SAMPLER",)
     OUTPUT_TOOLTIPS = ("The sampler, for a SamplerCustom node.",)
     FUNCTION = "get_sampler"
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, sampler_name=None):
+        return check_names(sampler_name=sampler_name)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -38,6 +42,10 @@ class LabScheduler:
     RETURN_TYPES = ("SIGMAS",)
     OUTPUT_TOOLTIPS = ("steps + 1 decreasing noise levels ending in 0.",)
     FUNCTION = "get_sigmas"
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, scheduler=None):
+        return check_names(scheduler=scheduler)
 
     @classmethod
     def INPUT_TYPES(cls):

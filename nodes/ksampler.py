@@ -3,8 +3,8 @@ inputs in the core's order, then ours. A workflow built with the core node
 switches to ours by changing the node type."""
 
 from . import host
-from .widgets import (eta_value, noise_strength_input, s_noise_input, sampler_input,
-                      scheduler_input)
+from .widgets import (check_names, eta_value, noise_strength_input, s_noise_input,
+                      sampler_input, scheduler_input)
 
 CATEGORY = "sampling/sampler_lab"
 MAX_SEED = 0xFFFFFFFFFFFFFFFF
@@ -69,6 +69,10 @@ class LabKSampler:
     FUNCTION = "sample"
 
     @classmethod
+    def VALIDATE_INPUTS(cls, sampler_name=None, scheduler=None):
+        return check_names(sampler_name, scheduler)
+
+    @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
             "model": ("MODEL", {"tooltip": "The diffusion model."}),
@@ -94,6 +98,10 @@ class LabKSamplerAdvanced:
     RETURN_TYPES = ("LATENT",)
     OUTPUT_TOOLTIPS = ("The latent after the chosen range of steps.",)
     FUNCTION = "sample"
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, sampler_name=None, scheduler=None):
+        return check_names(sampler_name, scheduler)
 
     @classmethod
     def INPUT_TYPES(cls):

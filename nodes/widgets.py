@@ -17,6 +17,19 @@ def scheduler_input():
     return (KSAMPLER_SCHEDULES, {"tooltip": "Which noise levels the sampler visits."})
 
 
+def check_names(sampler_name=None, scheduler=None):
+    """A node's VALIDATE_INPUTS for its sampler / scheduler names: True, or a
+    message naming the unknown value and listing ours in full (the host's own
+    list check shortens a long list to its length)."""
+    if isinstance(sampler_name, str) and sampler_name not in SAMPLERS:
+        return (f"sampler_name {sampler_name!r} is not a Sampler Lab sampler; ours: "
+                f"{', '.join(SAMPLER_NAMES)}")
+    if isinstance(scheduler, str) and scheduler not in KSAMPLER_SCHEDULES:
+        return (f"scheduler {scheduler!r} is not a Sampler Lab schedule; ours: "
+                f"{', '.join(KSAMPLER_SCHEDULES)}")
+    return True
+
+
 def noise_strength_input():
     return ("FLOAT", {"default": -1.0, "min": -1.0, "max": 10.0, "step": 0.01,
                       "tooltip": "eta: fresh noise per step. -1 uses the sampler's own default "
