@@ -228,7 +228,9 @@ def sample_grid(run, method, cfg_pp=False):
     x + alpha (D_g - D_u) (alpha of the method's clock), whose noise estimate
     with D_g is eps_u; multistep histories get D_u."""
     x = run.x
-    if method.clock == "lambda":
+    if method.clock == "lambda" and getattr(method, "order", 2) > 1:
+        # ratios of lambda steps need a finite start; a first-order step is
+        # exact from sigma = 1 itself (the host's Euler CFG++ starts there too)
         run.start_below_one()
     state = method.start(run)
     for i in run.steps():

@@ -646,7 +646,10 @@ class ExpMultistep(Method):
         if sigma_to == 0.0:
             return entries[0][0]
         lam = clock.lam(sigma)
-        span = clock.lam(sigma_to) - lam
+        # the span from the exact decay: infinite out of flow's pure noise,
+        # where a first-order step needs no lambda at all
+        decay = clock.decay(sigma, sigma_to)
+        span = -math.log(decay) if decay > 0.0 else math.inf
         # Under noise the D's carry the fresh noise of earlier steps, and an
         # extrapolation over a step much longer than their spacing multiplies
         # it (measured: dpmpp_3m_sde at eta 1 on flow's normal schedule, last

@@ -450,7 +450,8 @@ def noise_fractions(name, sigmas, *, process="ve", eta=None, noise_window=None):
     method = spec.method()
     clock = proc if getattr(method, "clock", None) == "lambda" else None
     floor = getattr(proc, "_alpha_floor", None)
-    if clock is not None and floor is not None and sig[0] >= 1.0:
+    if clock is not None and floor is not None and sig[0] >= 1.0 and \
+            getattr(method, "order", 2) > 1:
         sig[0] = 1.0 - floor  # where such a sampler starts (core.Run.start_below_one)
     out = []
     for s, s_next in zip(sig[:-1], sig[1:]):
