@@ -20,7 +20,7 @@ import torch
 import corekit as K
 from hostlib import comfy  # noqa: F401  (fixture)
 from sampler_lab import samplers
-from test_sampler_parity import _host_fn, _names, _run_host
+from test_sampler_parity import _host_fn, _host_lms_denoises_last, _names, _run_host
 
 SCHEDULES = ("normal", "karras", "exponential", "simple", "sgm_uniform", "beta", "kl_optimal")
 STEPS = (5, 8, 12, 20, 50)
@@ -54,6 +54,14 @@ def test_at_least_as_accurate_as_the_host(comfy, kind):
     data = K.gaussian(kind)
     names = [n for n in _names(comfy) if not samplers.get_sampler(n).cfg_pp
              and n not in ("ddpm", "lcm")]  # inherently stochastic
+    if not _host_lms_denoises_last():
+        # The March-2024 host's LMS extrapolates its last step to 0, a
+        # different algorithm from the newest core's (which ends with the
+        # denoise, as ours): on exact Gaussian data the extrapolation is
+        # more accurate at 0 (an affine denoiser extrapolates perfectly), on
+        # a random SD3-type network less (issue 10: 0.61 vs 0.24 at 8 simple
+        # steps). Compared here at the last nonzero sigma only.
+        names = [n for n in names if n != "lms"]
     worst, failures = {}, []
     for name in names:
         spec, fn = samplers.get_sampler(name), _host_fn(comfy, name)
