@@ -3,8 +3,8 @@ inputs in the core's order, then ours. A workflow built with the core node
 switches to ours by changing the node type."""
 
 from . import host
-from .widgets import (check_names, eta_value, noise_strength_input, s_noise_input,
-                      sampler_input, scheduler_input)
+from .widgets import (check_names, check_ranges, eta_value, noise_strength_input,
+                      s_noise_input, sampler_input, scheduler_input)
 
 CATEGORY = "sampling/sampler_lab"
 MAX_SEED = 0xFFFFFFFFFFFFFFFF
@@ -25,6 +25,10 @@ def _common_inputs():
 
 
 def _ours():
+    """Our inputs after the core's, optional: a prompt saved with the core's
+    node has none of them and runs with their defaults once its type is
+    changed to ours (the frontend also draws optional widgets after the
+    required ones, so the order of saved widget values is unchanged)."""
     return {"noise_strength": noise_strength_input(), "s_noise": s_noise_input()}
 
 
@@ -69,8 +73,11 @@ class LabKSampler:
     FUNCTION = "sample"
 
     @classmethod
-    def VALIDATE_INPUTS(cls, sampler_name=None, scheduler=None):
-        return check_names(sampler_name, scheduler)
+    def VALIDATE_INPUTS(cls, sampler_name=None, scheduler=None, noise_strength=None,
+                        s_noise=None):
+        ok = check_names(sampler_name, scheduler)
+        return ok if ok is not True else check_ranges(
+            _ours(), noise_strength=noise_strength, s_noise=s_noise)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -82,8 +89,7 @@ class LabKSampler:
             **_common_inputs(),
             "denoise": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01,
                                   "tooltip": "Fraction of the schedule to run (img2img)."}),
-            **_ours(),
-        }}
+        }, "optional": _ours()}
 
     def sample(self, model, seed, steps, cfg, sampler_name, scheduler, positive, negative,
                latent_image, denoise=1.0, noise_strength=-1.0, s_noise=1.0):
@@ -100,8 +106,11 @@ class LabKSamplerAdvanced:
     FUNCTION = "sample"
 
     @classmethod
-    def VALIDATE_INPUTS(cls, sampler_name=None, scheduler=None):
-        return check_names(sampler_name, scheduler)
+    def VALIDATE_INPUTS(cls, sampler_name=None, scheduler=None, noise_strength=None,
+                        s_noise=None):
+        ok = check_names(sampler_name, scheduler)
+        return ok if ok is not True else check_ranges(
+            _ours(), noise_strength=noise_strength, s_noise=s_noise)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -120,8 +129,7 @@ class LabKSamplerAdvanced:
             "return_with_leftover_noise": (["disable", "enable"], {
                 "tooltip": "enable: stop with the noise of end_at_step left in (for a "
                            "refiner); disable: finish with a denoise to 0."}),
-            **_ours(),
-        }}
+        }, "optional": _ours()}
 
     def sample(self, model, add_noise, noise_seed, steps, cfg, sampler_name, scheduler,
                positive, negative, latent_image, start_at_step, end_at_step,

@@ -30,6 +30,24 @@ def check_names(sampler_name=None, scheduler=None):
     return True
 
 
+def check_ranges(declared, **values):
+    """VALIDATE_INPUTS for optional number widgets (the host range-checks
+    only required inputs): True, or a message naming the input and its
+    range. `declared`: the node's {name: declaration}."""
+    for name, value in values.items():
+        decl = declared.get(name)
+        if value is None or decl is None or decl[0] not in ("INT", "FLOAT"):
+            continue
+        lo, hi = decl[1].get("min", -math.inf), decl[1].get("max", math.inf)
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            return f"{name} must be a number in [{lo}, {hi}], got {value!r}"
+        if not (math.isfinite(v) and lo <= v <= hi):
+            return f"{name} must be in [{lo}, {hi}], got {value!r}"
+    return True
+
+
 def noise_strength_input():
     return ("FLOAT", {"default": -1.0, "min": -1.0, "max": 10.0, "step": 0.01,
                       "tooltip": "eta: fresh noise per step. -1 uses the sampler's own default "

@@ -256,10 +256,11 @@ def test_node_declarations(comfy):
                 assert len(decl) > 1 and decl[1].get("tooltip"), f"{name}.{key} has no tooltip"
     for core, ours in ((comfy.nodes.KSampler, comfy.lab.LabKSampler),
                        (comfy.nodes.KSamplerAdvanced, comfy.lab.LabKSamplerAdvanced)):
+        # the core's inputs, all required, in the core's order; ours after
+        # them and optional, so the core's prompts run on ours unchanged
         core_keys = list(core.INPUT_TYPES()["required"])
-        our_keys = list(ours.INPUT_TYPES()["required"])
-        assert our_keys[:len(core_keys)] == core_keys
-        assert our_keys[len(core_keys):] == ["noise_strength", "s_noise"]
+        assert list(ours.INPUT_TYPES()["required"]) == core_keys
+        assert list(ours.INPUT_TYPES()["optional"])[:2] == ["noise_strength", "s_noise"]
 
 
 def _flow_cond():

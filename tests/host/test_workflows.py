@@ -213,3 +213,37 @@ def test_widget_order_only_grows_at_the_end(comfy, name):
     widgets = [k for g in ("required", "optional") for k, d in types.get(g, {}).items()
                if isinstance(d[0], list) or d[0] in WIDGET_TYPES]
     assert widgets[:len(FROZEN_WIDGETS[name])] == FROZEN_WIDGETS[name]
+
+
+def _core_names(comfy):
+    return list(getattr(comfy.samplers, "SAMPLER_NAMES", comfy.samplers.KSampler.SAMPLERS))
+
+
+def test_core_ksampler_workflows_switch_to_ours_for_every_core_sampler(comfy, host_nodes,
+                                                                        sd15_model, cond):
+    """A prompt saved with the core KSampler, for each of the host's sampler
+    names (42 on the newest host), validates with the node type changed to
+    ours (the core's inputs, ours appended with their defaults) and runs on
+    a real model, CFG++ samplers with a real CFG (cfg 1.5, uncond from the
+    host's post-CFG hook)."""
+    pos, neg = cond
+    names = _core_names(comfy)
+    assert len(names) >= 19
+    for name in names:
+        core = _ksampler_prompt(sampler_name=name)
+        core["4"]["class_type"] = "KSampler"
+        for ours_only in ("noise_strength", "s_noise"):
+            del core["4"]["inputs"][ours_only]
+        assert not _errors_of(validate(comfy, core), "4"), name  # the core's own prompt is valid
+        switched = json.loads(json.dumps(core))
+        switched["4"]["class_type"] = "SamplerLabKSampler"
+        assert not _errors_of(validate(comfy, switched), "4"), name
+        args = {k: v for k, v in switched["4"]["inputs"].items()
+                if k not in ("model", "positive", "negative", "latent_image")}
+        args.update(steps=6, cfg=1.5)
+        with torch.inference_mode():
+            out = host_nodes["SamplerLabKSampler"]().sample(
+                sd15_model, positive=pos, negative=neg,
+                latent_image={"samples": torch.zeros(1, 4, 8, 8)}, **args)
+        samples = out["result"][0]["samples"]
+        assert torch.isfinite(samples).all() and samples.abs().max() < 50, name
