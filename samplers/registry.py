@@ -292,21 +292,9 @@ _TABLE = {
               "Improved PNDM: Adams-Bashforth with lower-order warm-up (Zhang & Chen "
               "2023, arXiv:2204.13902)."),
     # --- the newest ComfyUI's samplers -------------------------------------------
-    "dpmpp_sde_gpu": (lambda r=0.5: M.ExpRK(M.sde_2s_tableau(r), 2, clock="lambda",
-                                            stage_noise="draws"), "ancestral", 2, 2, 1.0,
-                      "exponential",
-                      {"r": Option(0.5, "float", 0.01, 0.99,
-                                   help="Stage position as a fraction of the step in lambda.")},
-                      "dpmpp_sde. " + _GPU),
-    "dpmpp_2m_sde_gpu": (partial(_two_m, "lambda"), "sde", 2, 1, 1.0, "exponential",
-                         {"solver_type": _SOLVER_TYPE}, "dpmpp_2m_sde. " + _GPU),
     "dpmpp_2m_sde_heun": (lambda: _two_m("lambda", "heun"), "sde", 2, 1, 1.0, "exponential", {},
                           "SDE-DPM-Solver++(2M) with the exact ('heun') second-order weight "
                           "(Lu et al. 2023, arXiv:2211.01095)."),
-    "dpmpp_2m_sde_heun_gpu": (lambda: _two_m("lambda", "heun"), "sde", 2, 1, 1.0, "exponential",
-                              {}, "dpmpp_2m_sde_heun. " + _GPU),
-    "dpmpp_3m_sde_gpu": (lambda: M.ExpMultistep(M.moments_kdiff_3m, order=3, clock="lambda"),
-                         "sde", 2, 1, 1.0, "exponential", {}, "dpmpp_3m_sde. " + _GPU),
     "ddpm": (_exp_adams(1), "ancestral", 1, 1, 1.0, "exponential", {},
              "DDPM's ancestral sampling (Ho et al. 2020, arXiv:2006.11239): the posterior "
              "q(x_next | x, D) each step, i.e. DDIM at eta = 1; eta interpolates to DDIM."),
@@ -385,6 +373,12 @@ _TABLE = {
                "equal-step AB3's "
                "(RES4LYF falls back to single-step methods on long steps for the same reason)."),
 }
+
+# The core's _gpu names: the same samplers (its _gpu variants only build the
+# Brownian tree on the device).
+for _base in ("dpmpp_sde", "dpmpp_2m_sde", "dpmpp_2m_sde_heun", "dpmpp_3m_sde"):
+    _row = _TABLE[_base]
+    _TABLE[_base + "_gpu"] = _row[:-1] + (f"{_base}. " + _GPU,)
 
 _CFG_PP = "CFG++ (Chung et al. 2024, arXiv:2406.08070): the guided data prediction with the " \
           "unconditional noise estimate; use CFG scales of about 0.3-2. "
