@@ -190,6 +190,8 @@ def _gauss_legendre(n):
 
 
 _GL_X, _GL_W = _gauss_legendre(48)
+# n points are exact for degree 2n - 1: LMS's cubics need 2; 4 leave room.
+_GL4_X, _GL4_W = _gauss_legendre(4)
 
 # Adams-Bashforth weights for equal steps, newest first (Hairer et al.,
 # "Solving ODEs I", III.1); PNDM and iPNDM use them in sigma.
@@ -205,10 +207,11 @@ def lagrange_integral(nodes, sigma, sigma_to, tau=None):
     their integrand is smooth."""
     log_space = tau is not None
     a, b = (math.log(sigma), math.log(sigma_to)) if log_space else (sigma, sigma_to)
+    points = zip(_GL_X, _GL_W) if log_space else zip(_GL4_X, _GL4_W)
     tau = tau or (lambda v: v)
     t_nodes = [tau(s) for s in nodes]
     out = [0.0] * len(nodes)
-    for xg, wg in zip(_GL_X, _GL_W):
+    for xg, wg in points:
         u = a + (b - a) * xg
         s = math.exp(u) if log_space else u
         w = wg * (b - a) * (s if log_space else 1.0)
