@@ -67,8 +67,12 @@ EXPECTED_KIND = {"sd15_eps": "discrete", "sdxl_eps": "discrete", "sd2_v": "discr
 
 
 def _host_names(comfy):
+    """The host's own scheduler names (not the lab_<name> entries our opt-in
+    SAMPLER_LAB_IN_CORE adds, which another test of this session exercises)."""
+    from sampler_lab.nodes.host import CORE_PREFIX
     handlers = getattr(comfy.samplers, "SCHEDULER_HANDLERS", None)
-    return list(handlers) if handlers is not None else list(comfy.samplers.KSampler.SCHEDULERS)
+    names = list(handlers) if handlers is not None else list(comfy.samplers.KSampler.SCHEDULERS)
+    return [n for n in names if not n.startswith(CORE_PREFIX)]
 
 
 def _core(comfy, ms, name, steps, dtype):
