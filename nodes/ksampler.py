@@ -3,8 +3,8 @@ inputs in the core's order, then ours. A workflow built with the core node
 switches to ours by changing the node type."""
 
 from . import host
-from .widgets import (eta_value, noise_strength_input, s_noise_input, sampler_input,
-                      scheduler_input)
+from .widgets import (check_restart, control_inputs, control_values, eta_value,
+                      noise_strength_input, s_noise_input, sampler_input, scheduler_input)
 
 CATEGORY = "sampling/sampler_lab"
 MAX_SEED = 0xFFFFFFFFFFFFFFFF
@@ -41,8 +41,9 @@ def with_sigmas(result, sigmas, model=None):
 
 def _run(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent,
          denoise, noise_strength, s_noise, add_noise=True, start_step=None, last_step=None,
-         force_full_denoise=False):
+         force_full_denoise=False, controls=None):
     eta = eta_value(noise_strength)
+    window, engine_controls = control_values(sampler_name, controls or {})
     sigmas = host.schedule(model, scheduler, steps, denoise,
                            discard_penultimate=host.core_discards_penultimate(sampler_name))
     # start/end steps exactly as the core KSampler applies them.
@@ -55,7 +56,8 @@ def _run(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, l
             sigmas = sigmas[start_step:]
         else:
             return with_sigmas((latent.copy(),), None, model)
-    sampler = host.LabKSAMPLER(sampler_name, eta=eta, s_noise=s_noise)
+    sampler = host.LabKSAMPLER(sampler_name, eta=eta, s_noise=s_noise, noise_window=window,
+                               controls=engine_controls)
     return with_sigmas((host.sample(model, seed, cfg, sampler, sigmas, positive, negative,
                                     latent, add_noise=add_noise),), sigmas, model)
 
@@ -79,12 +81,16 @@ class LabKSampler:
             "denoise": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01,
                                   "tooltip": "Fraction of the schedule to run (img2img)."}),
             **_ours(),
-        }}
+        }, "optional": control_inputs()}
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, restart=None):
+        return check_restart(restart)
 
     def sample(self, model, seed, steps, cfg, sampler_name, scheduler, positive, negative,
-               latent_image, denoise=1.0, noise_strength=-1.0, s_noise=1.0):
+               latent_image, denoise=1.0, noise_strength=-1.0, s_noise=1.0, **controls):
         return _run(model, seed, steps, cfg, sampler_name, scheduler, positive, negative,
-                    latent_image, denoise, noise_strength, s_noise)
+                    latent_image, denoise, noise_strength, s_noise, controls=controls)
 
 
 class LabKSamplerAdvanced:
@@ -113,13 +119,18 @@ class LabKSamplerAdvanced:
                 "tooltip": "enable: stop with the noise of end_at_step left in (for a "
                            "refiner); disable: finish with a denoise to 0."}),
             **_ours(),
-        }}
+        }, "optional": control_inputs()}
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, restart=None):
+        return check_restart(restart)
 
     def sample(self, model, add_noise, noise_seed, steps, cfg, sampler_name, scheduler,
                positive, negative, latent_image, start_at_step, end_at_step,
-               return_with_leftover_noise, noise_strength=-1.0, s_noise=1.0):
+               return_with_leftover_noise, noise_strength=-1.0, s_noise=1.0, **controls):
         return _run(model, noise_seed, steps, cfg, sampler_name, scheduler, positive, negative,
                     latent_image, 1.0, noise_strength, s_noise,
                     add_noise=add_noise == "enable", start_step=start_at_step,
                     last_step=end_at_step,
-                    force_full_denoise=return_with_leftover_noise != "enable")
+                    force_full_denoise=return_with_leftover_noise != "enable",
+                    controls=controls)
