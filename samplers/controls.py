@@ -173,7 +173,8 @@ def restart_pieces(sig, segments, proc):
         levels = tuple(karras_levels(n, t_max, t_min))
         pieces.extend(Piece(levels, (t_min, t_max)) for _ in range(times))
         start = i
-    pieces.append(Piece(tuple(sig[start:])))
+    if len(sig) - start > 1:  # a schedule may end at a restart's t_min
+        pieces.append(Piece(tuple(sig[start:])))
     return pieces
 
 

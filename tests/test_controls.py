@@ -106,6 +106,17 @@ def test_segments_that_do_not_fit_the_schedule(segments, match):
         samplers.get_sampler("euler").fn(data, x, sig, restart=segments)
 
 
+def test_restart_at_the_schedules_last_sigma():
+    """A schedule that stops with noise left (KSampler Advanced's leftover
+    noise) may restart from its last sigma and end there."""
+    data, x, sig = gaussian_problem("ve", 6)
+    part = sig[:-1]
+    model = Calls(data)
+    out = samplers.get_sampler("euler").fn(model, x, part, restart=[[3, 1, float(part[-1]), 1.0]])
+    assert len(model.sigmas) == 5 + 2 and bool(torch.isfinite(out).all())
+    assert samplers.get_sampler("euler").calls(part, restart=[[3, 1, float(part[-1]), 1.0]]) == 7
+
+
 def test_restart_needs_a_deterministic_sampler():
     data, x, sig = gaussian_problem("ve", 10)
     with pytest.raises(ValueError, match=r"restart composes over a deterministic sampler"):
