@@ -1,7 +1,8 @@
 """SAMPLER and SIGMAS nodes for the core SamplerCustom / SamplerCustomAdvanced."""
 from . import host
 from .ksampler import with_sigmas
-from .widgets import (KSAMPLER_SCHEDULES, check_names, eta_value, noise_strength_input,
+from .widgets import (CONTROL_NAMES, KSAMPLER_SCHEDULES, check_names, check_sampling_inputs,
+                      control_inputs, control_values, eta_value, noise_strength_input,
                       s_noise_input, sampler_input, sampler_option_inputs, sampler_options,
                       schedule_param_inputs, schedule_params)
 from ..schedules import get_sigmas, parse_sigmas
@@ -12,26 +13,40 @@ CATEGORY = "sampling/sampler_lab"
 class LabSampler:
     DESCRIPTION = ("A Sampler Lab sampler for SamplerCustom / SamplerCustomAdvanced: the "
                    "algorithm, its noise strength, and its method options (a widget named "
-                   "<sampler>_<option> only affects that sampler).")
+                   "<sampler>_<option> only affects that sampler); then the controls every "
+                   "sampler takes: noise window, churn, restart, detail. Increasing SIGMAS "
+                   "(the core's FlipSigmas) unsample with a deterministic sampler.")
     CATEGORY = CATEGORY
     RETURN_TYPES = ("SAMPLER",)
     OUTPUT_TOOLTIPS = ("The sampler, for a SamplerCustom node.",)
     FUNCTION = "get_sampler"
 
     @classmethod
-    def VALIDATE_INPUTS(cls, sampler_name=None):
-        return check_names(sampler_name=sampler_name)
-
-    @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"sampler_name": sampler_input(),
                              "noise_strength": noise_strength_input(),
                              "s_noise": s_noise_input()},
-                "optional": sampler_option_inputs()}
+                # saved workflows keep widget values by position: the controls
+                # come after every option that existed when they were added
+                "optional": {**sampler_option_inputs(), **control_inputs()}}
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, sampler_name=None, restart=None, noise_strength=None, s_noise=None,
+                        noise_start=None, noise_end=None, s_churn=None,
+                        s_tmin=None, s_tmax=None, detail_amount=None, detail_start=None,
+                        detail_end=None, detail_bias=None, detail_exponent=None):
+        return check_sampling_inputs(
+            sampler_name, None, restart, noise_strength=noise_strength, s_noise=s_noise,
+            noise_start=noise_start, noise_end=noise_end, s_churn=s_churn, s_tmin=s_tmin,
+            s_tmax=s_tmax, detail_amount=detail_amount, detail_start=detail_start,
+            detail_end=detail_end, detail_bias=detail_bias, detail_exponent=detail_exponent)
 
     def get_sampler(self, sampler_name, noise_strength=-1.0, s_noise=1.0, **options):
+        controls = {k: options.pop(k) for k in CONTROL_NAMES if k in options}
+        window, engine_controls = control_values(sampler_name, controls)
         return (host.LabKSAMPLER(sampler_name, eta=eta_value(noise_strength), s_noise=s_noise,
-                                 options=sampler_options(sampler_name, options)),)
+                                 options=sampler_options(sampler_name, options),
+                                 noise_window=window, controls=engine_controls),)
 
 
 class LabScheduler:

@@ -15,6 +15,7 @@ import comfy.utils
 import latent_preview
 
 from ..samplers import BrownianNoise, get_process, get_sampler
+from ..samplers.controls import parse_restart, restart_pieces
 from ..schedules import get_sigmas, ksampler_sigmas
 from ..schedules.sampling import (DiscreteSampling, FlowSampling, FluxSampling,
                                   MappedSampling)
@@ -144,40 +145,67 @@ class _UncondCapture:
 class LabKSAMPLER(comfy.samplers.KSAMPLER):
     """The host's KSAMPLER running one of our samplers. The process and a
     seeded Brownian noise source are decided at sample time from the model
-    actually being sampled."""
+    actually being sampled. controls: the engine's s_churn, s_tmin, s_tmax,
+    restart and detail (samplers/controls.py)."""
 
-    def __init__(self, name, eta=None, s_noise=1.0, options=None, noise_window=None):
+    def __init__(self, name, eta=None, s_noise=1.0, options=None, noise_window=None,
+                 controls=None):
         self.spec = get_sampler(name)
         self.eta = eta
         self.s_noise = s_noise
         self.options = dict(options or {})
         self.noise_window = noise_window
+        self.controls = dict(controls or {})
+        self.controls["restart"] = parse_restart(self.controls.get("restart"))
         super().__init__(self._run, extra_options={}, inpaint_options={})
 
     def sample(self, model_wrap, sigmas, extra_args, callback, noise, *args, **kwargs):
         self.process = model_process(model_wrap.inner_model.model_sampling)
+        if self.process.name == "flow" and len(sigmas) > 1 and \
+                float(sigmas[-1]) > float(sigmas[0]) and float(sigmas[-1]) >= 1.0:
+            # The host hands the latent on as x / (1 - sigma) (inverse_noise_scaling).
+            raise ValueError("unsampling a flow model must end below sigma 1: the host stores "
+                             "the latent as x / (1 - sigma), infinite at 1 (use denoise < 1 or "
+                             "drop the schedule's first sigma before FlipSigmas)")
+        if callback is not None and self.controls["restart"]:
+            # restart steps come on top of the schedule's: the progress bar counts them
+            total = self.total_steps(sigmas)
+            host_callback = callback
+
+            def callback(step, x0, x, _total):
+                return host_callback(step, x0, x, total)
         return super().sample(model_wrap, sigmas, extra_args, callback, noise, *args, **kwargs)
+
+    def total_steps(self, sigmas):
+        """Steps of a run over `sigmas`, restarts included."""
+        sig = [float(s) for s in sigmas]
+        if len(sig) <= 1 or not self.controls["restart"] or sig[-1] > sig[0]:
+            return len(sig) - 1
+        return sum(len(p.sig) - 1 for p in restart_pieces(sig, self.controls["restart"],
+                                                          self.process))
 
     def _run(self, model, x, sigmas, extra_args=None, callback=None, disable=None):
         return run_sampler(self.spec, model, x, sigmas, extra_args, callback, disable,
                            self.process, self.eta, self.s_noise, self.options,
-                           self.noise_window)
+                           self.noise_window, self.controls)
 
 
 def run_sampler(spec, model, x, sigmas, extra_args, callback, disable, process, eta=None,
-                s_noise=1.0, options=None, noise_window=None):
+                s_noise=1.0, options=None, noise_window=None, controls=None):
     """One of our samplers as the host calls a k-diffusion sampler, with a
-    seeded Brownian noise source when it will add noise, and the
-    unconditional prediction for CFG++ samplers."""
+    seeded Brownian noise source when it will add noise (its eta, churn or
+    restarts), and the unconditional prediction for CFG++ samplers."""
     eta = spec.default_eta if eta is None else eta
-    extra = {}
+    controls = controls or {}
+    extra = dict(controls)
     if spec.cfg_pp:
         capture = _UncondCapture(extra_args or {})
         extra_args, extra["uncond"] = capture.extra_args, capture
     if noise_window is not None:
         extra["noise_window"] = noise_window
     noise = None
-    if eta > 0 and len(sigmas) > 1:
+    draws = eta > 0 or controls.get("s_churn", 0.0) > 0 or bool(controls.get("restart"))
+    if draws and len(sigmas) > 1:
         # Indexed by sigma, seeded by the sampling seed: reproducible, and the
         # same path at any step count (as the host does for its SDE samplers).
         positive = sigmas[sigmas > 0]

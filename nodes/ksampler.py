@@ -3,8 +3,8 @@ inputs in the core's order, then ours. A workflow built with the core node
 switches to ours by changing the node type."""
 
 from . import host
-from .widgets import (check_names, check_ranges, eta_value, noise_strength_input,
-                      s_noise_input, sampler_input, scheduler_input)
+from .widgets import (check_sampling_inputs, control_inputs, control_values, eta_value,
+                      noise_strength_input, s_noise_input, sampler_input, scheduler_input)
 
 CATEGORY = "sampling/sampler_lab"
 MAX_SEED = 0xFFFFFFFFFFFFFFFF
@@ -45,8 +45,9 @@ def with_sigmas(result, sigmas, model=None):
 
 def _run(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent,
          denoise, noise_strength, s_noise, add_noise=True, start_step=None, last_step=None,
-         force_full_denoise=False):
+         force_full_denoise=False, controls=None):
     eta = eta_value(noise_strength)
+    window, engine_controls = control_values(sampler_name, controls or {})
     sigmas = host.schedule(model, scheduler, steps, denoise,
                            discard_penultimate=host.core_discards_penultimate(sampler_name))
     # start/end steps exactly as the core KSampler applies them.
@@ -59,7 +60,8 @@ def _run(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, l
             sigmas = sigmas[start_step:]
         else:
             return with_sigmas((latent.copy(),), None, model)
-    sampler = host.LabKSAMPLER(sampler_name, eta=eta, s_noise=s_noise)
+    sampler = host.LabKSAMPLER(sampler_name, eta=eta, s_noise=s_noise, noise_window=window,
+                               controls=engine_controls)
     return with_sigmas((host.sample(model, seed, cfg, sampler, sigmas, positive, negative,
                                     latent, add_noise=add_noise),), sigmas, model)
 
@@ -73,13 +75,6 @@ class LabKSampler:
     FUNCTION = "sample"
 
     @classmethod
-    def VALIDATE_INPUTS(cls, sampler_name=None, scheduler=None, noise_strength=None,
-                        s_noise=None):
-        ok = check_names(sampler_name, scheduler)
-        return ok if ok is not True else check_ranges(
-            _ours(), noise_strength=noise_strength, s_noise=s_noise)
-
-    @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
             "model": ("MODEL", {"tooltip": "The diffusion model."}),
@@ -89,12 +84,23 @@ class LabKSampler:
             **_common_inputs(),
             "denoise": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01,
                                   "tooltip": "Fraction of the schedule to run (img2img)."}),
-        }, "optional": _ours()}
+        }, "optional": {**_ours(), **control_inputs()}}
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, sampler_name=None, scheduler=None, restart=None, noise_strength=None,
+                        s_noise=None, noise_start=None, noise_end=None, s_churn=None,
+                        s_tmin=None, s_tmax=None, detail_amount=None, detail_start=None,
+                        detail_end=None, detail_bias=None, detail_exponent=None):
+        return check_sampling_inputs(
+            sampler_name, scheduler, restart, noise_strength=noise_strength, s_noise=s_noise,
+            noise_start=noise_start, noise_end=noise_end, s_churn=s_churn, s_tmin=s_tmin,
+            s_tmax=s_tmax, detail_amount=detail_amount, detail_start=detail_start,
+            detail_end=detail_end, detail_bias=detail_bias, detail_exponent=detail_exponent)
 
     def sample(self, model, seed, steps, cfg, sampler_name, scheduler, positive, negative,
-               latent_image, denoise=1.0, noise_strength=-1.0, s_noise=1.0):
+               latent_image, denoise=1.0, noise_strength=-1.0, s_noise=1.0, **controls):
         return _run(model, seed, steps, cfg, sampler_name, scheduler, positive, negative,
-                    latent_image, denoise, noise_strength, s_noise)
+                    latent_image, denoise, noise_strength, s_noise, controls=controls)
 
 
 class LabKSamplerAdvanced:
@@ -104,13 +110,6 @@ class LabKSamplerAdvanced:
     RETURN_TYPES = ("LATENT",)
     OUTPUT_TOOLTIPS = ("The latent after the chosen range of steps.",)
     FUNCTION = "sample"
-
-    @classmethod
-    def VALIDATE_INPUTS(cls, sampler_name=None, scheduler=None, noise_strength=None,
-                        s_noise=None):
-        ok = check_names(sampler_name, scheduler)
-        return ok if ok is not True else check_ranges(
-            _ours(), noise_strength=noise_strength, s_noise=s_noise)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -129,13 +128,25 @@ class LabKSamplerAdvanced:
             "return_with_leftover_noise": (["disable", "enable"], {
                 "tooltip": "enable: stop with the noise of end_at_step left in (for a "
                            "refiner); disable: finish with a denoise to 0."}),
-        }, "optional": _ours()}
+        }, "optional": {**_ours(), **control_inputs()}}
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, sampler_name=None, scheduler=None, restart=None, noise_strength=None,
+                        s_noise=None, noise_start=None, noise_end=None, s_churn=None,
+                        s_tmin=None, s_tmax=None, detail_amount=None, detail_start=None,
+                        detail_end=None, detail_bias=None, detail_exponent=None):
+        return check_sampling_inputs(
+            sampler_name, scheduler, restart, noise_strength=noise_strength, s_noise=s_noise,
+            noise_start=noise_start, noise_end=noise_end, s_churn=s_churn, s_tmin=s_tmin,
+            s_tmax=s_tmax, detail_amount=detail_amount, detail_start=detail_start,
+            detail_end=detail_end, detail_bias=detail_bias, detail_exponent=detail_exponent)
 
     def sample(self, model, add_noise, noise_seed, steps, cfg, sampler_name, scheduler,
                positive, negative, latent_image, start_at_step, end_at_step,
-               return_with_leftover_noise, noise_strength=-1.0, s_noise=1.0):
+               return_with_leftover_noise, noise_strength=-1.0, s_noise=1.0, **controls):
         return _run(model, noise_seed, steps, cfg, sampler_name, scheduler, positive, negative,
                     latent_image, 1.0, noise_strength, s_noise,
                     add_noise=add_noise == "enable", start_step=start_at_step,
                     last_step=end_at_step,
-                    force_full_denoise=return_with_leftover_noise != "enable")
+                    force_full_denoise=return_with_leftover_noise != "enable",
+                    controls=controls)

@@ -4,6 +4,7 @@ without being written twice. No host import here."""
 import math
 
 from ..samplers import SAMPLER_NAMES, SAMPLERS
+from ..samplers.controls import as_detail, parse_restart
 from ..schedules import SCHEDULES
 from ..schedules.preview import KSAMPLER_SCHEDULES  # noqa: F401  (the nodes' list)
 
@@ -164,3 +165,102 @@ def sampler_option_inputs():
 
 def sampler_options(sampler, widget_values):
     return _picked(sampler, SAMPLERS[sampler].option_specs, widget_values)
+
+
+# --- controls over any sampler (samplers/controls.py): appended after every
+# node's existing widgets, in this order, as optional inputs (a workflow saved
+# before them loads them at their defaults) ------------------------------------
+
+def _float(default, lo, hi, step, tip):
+    return ("FLOAT", {"default": default, "min": lo, "max": hi,
+                      **float_display(default, step), "tooltip": tip})
+
+
+def control_inputs():
+    return {
+        "noise_start": _float(-1.0, -1.0, 1.0, 0.01,
+                              "Noise window start: fresh noise enters steps that end after "
+                              "this fraction of the model's process (0 pure noise, 1 clean). "
+                              "-1: the sampler's own (sa_solver 0.2, others 0)."),
+        "noise_end": _float(-1.0, -1.0, 1.0, 0.01,
+                            "Noise window end: no fresh noise after this fraction of the "
+                            "model's process. -1: the sampler's own (sa_solver 0.8, others 1)."),
+        "s_churn": _float(0.0, 0.0, 100.0, 0.01,
+                          "Karras churn (EDM, Alg. 2) for euler, heun and dpm_2: raises the "
+                          "noise by up to min(s_churn / steps, 0.414) of sigma before each "
+                          "step. 0: off."),
+        "s_tmin": _float(0.0, 0.0, 10000.0, 0.01,
+                         "Churn only from sigmas >= s_tmin (the model's sigma units)."),
+        "s_tmax": _float(0.0, 0.0, 10000.0, 0.01,
+                         "Churn only from sigmas <= s_tmax; 0: no upper limit (as A1111)."),
+        "restart": ("STRING", {"default": "", "multiline": False,
+                               "tooltip": "Restart sampling (Xu et al. 2023): empty for none; "
+                                          "'default' for A1111's rule by step count; or "
+                                          "segments [[N, K, t_min, t_max], ...]: after "
+                                          "reaching sigma t_min, re-noise to t_max and run N "
+                                          "noise levels (N - 1 steps) down again, K times. "
+                                          "Needs a deterministic sampler (noise strength 0)."}),
+        "detail_amount": _float(0.0, -1.0, 0.9, 0.01,
+                                "Detail: the model is told a sigma this fraction lower at the "
+                                "peak of the window (more detail; < 0 smooths), while the "
+                                "sampler keeps its own. 0: off."),
+        "detail_start": _float(0.2, 0.0, 1.0, 0.01,
+                               "Detail window start, as a fraction of the steps."),
+        "detail_end": _float(0.8, 0.0, 1.0, 0.01, "Detail window end, as a fraction of the steps."),
+        "detail_bias": _float(0.5, 0.0, 1.0, 0.01,
+                              "Where in the window the detail peaks (0 at its start, 1 at its "
+                              "end)."),
+        "detail_exponent": _float(1.0, 0.0, 10.0, 0.05,
+                                  "Shape of the detail bump: > 1 narrower, < 1 flatter."),
+    }
+
+
+CONTROL_NAMES = tuple(control_inputs())
+
+
+def check_restart(restart=None):
+    """A node's VALIDATE_INPUTS for the restart text: True or the parser's
+    message (whether the segments fit the schedule is known at sampling)."""
+    if restart is None:
+        return True
+    try:
+        parse_restart(restart)
+    except ValueError as exc:
+        return f"restart: {exc}"
+    return True
+
+
+def check_sampling_inputs(sampler_name=None, scheduler=None, restart=None, **numbers):
+    """One VALIDATE_INPUTS for the sampling nodes: the names (listing ours),
+    our optional number widgets' ranges (the host checks only required
+    inputs) and the restart text. True or the first message."""
+    declared = {"noise_strength": noise_strength_input(), "s_noise": s_noise_input(),
+                **control_inputs()}
+    for ok in (check_names(sampler_name, scheduler), check_ranges(declared, **numbers),
+               check_restart(restart)):
+        if ok is not True:
+            return ok
+    return True
+
+
+def control_values(sampler, values):
+    """The widgets' values -> (noise_window or None, engine keyword arguments
+    s_churn, s_tmin, s_tmax, restart, detail). -1 on a window side keeps the
+    sampler's own value there; s_tmax 0 is no upper limit."""
+    v = {name: values.get(name, decl[1]["default"]) for name, decl in control_inputs().items()}
+    start, end = float(v["noise_start"]), float(v["noise_end"])
+    window = None
+    if start != -1.0 or end != -1.0:
+        own = SAMPLERS[sampler].noise_window
+        window = (own[0] if start == -1.0 else start, own[1] if end == -1.0 else end)
+        if not 0.0 <= window[0] <= window[1] <= 1.0:
+            raise ValueError(f"noise_start and noise_end must satisfy 0 <= start <= end <= 1 "
+                             f"(or -1 for the sampler's own), got start {start}, end {end} "
+                             f"({sampler}'s window is {own})")
+    s_tmax = float(v["s_tmax"])
+    controls = {"s_churn": float(v["s_churn"]), "s_tmin": float(v["s_tmin"]),
+                "s_tmax": math.inf if s_tmax == 0.0 else s_tmax, "restart": v["restart"]}
+    if float(v["detail_amount"]) != 0.0:
+        controls["detail"] = as_detail({k: float(v[f"detail_{k}"])
+                                        for k in ("amount", "start", "end", "bias", "exponent")})
+    return window, controls

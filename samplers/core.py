@@ -10,11 +10,18 @@ A method (methods.py) receives a `Run` and works with:
   run.split(s, s_next)   the noise rule's (sigma_down, up) at this run's eta
   run.draw(i) / run.draw_at(s, s_next)   scaled noise for a stochastic step
   run.calls              model calls so far
+
+Controls (controls.py) act around the method, never inside it: churn raises
+the noise before a step (Run.churn), detail changes the sigma the model is
+told (Run._call), restart runs the method over pieces of the schedule
+(sample_restart). Increasing sigmas unsample (Run.increasing).
 """
+import copy
 import math
 
 import torch
 
+from .controls import as_detail, churn_gamma
 from .noise import default_noise
 from .noise_rules import get_rule
 from .process import VE, get_process
@@ -58,11 +65,15 @@ def read_sigmas(sigmas, proc):
             raise ValueError(
                 f"sigmas[{k}] is {s}: a {proc.name} model's sigmas lie in "
                 f"[0, {proc.sigma_limit}]")
+    # Decreasing samples; increasing unsamples (inversion: the core's
+    # FlipSigmas of a schedule). Either way strictly monotone.
+    up = len(sig) > 1 and sig[1] > sig[0]
     for k in range(len(sig) - 1):
-        if not sig[k + 1] < sig[k]:
+        if not (sig[k + 1] > sig[k] if up else sig[k + 1] < sig[k]):
             raise ValueError(
-                f"sigmas must be strictly decreasing: sigmas[{k}] = {sig[k]} is "
-                f"followed by sigmas[{k + 1}] = {sig[k + 1]}")
+                f"sigmas must be strictly decreasing (sampling) or strictly increasing "
+                f"(unsampling): sigmas[{k}] = {sig[k]} is followed by sigmas[{k + 1}] = "
+                f"{sig[k + 1]}")
     return sig
 
 
@@ -87,13 +98,19 @@ class Run:
 
     def __init__(self, model, x, sigmas, *, extra_args, callback, disable, process,
                  eta, s_noise, noise, rule="ancestral", noise_window=(0.0, 1.0),
-                 uncond=None):
+                 uncond=None, s_churn=0.0, s_tmin=0.0, s_tmax=math.inf, detail=None):
         self.proc = get_process(process)
         self.uncond = uncond
         self.rule = get_rule(rule)
         self.window = window_sigmas(self.proc, noise_window)
         self.eta = _float_arg("eta (noise strength)", eta, 0.0)
         self.s_noise = _float_arg("s_noise", s_noise, 0.0)
+        self.s_churn = _float_arg("s_churn", s_churn, 0.0)
+        self.s_tmin = _float_arg("s_tmin", s_tmin, 0.0)
+        self.s_tmax = _float_arg("s_tmax", s_tmax, 0.0) if s_tmax != math.inf else math.inf
+        if self.s_tmin > self.s_tmax:
+            raise ValueError(f"s_tmin ({s_tmin}) must not exceed s_tmax ({s_tmax}): churn "
+                             f"applies to steps from sigmas in [s_tmin, s_tmax]")
         if not torch.is_tensor(x):
             raise ValueError(f"x must be a tensor, got {type(x).__name__}")
         if x.ndim < 1 or x.shape[0] < 1:
@@ -102,11 +119,17 @@ class Run:
             raise ValueError("x contains NaN or inf: the initial latent must be finite")
         self.sigmas = as_sigma_tensor(sigmas)
         self.sig = read_sigmas(self.sigmas, self.proc)
+        self.increasing = len(self.sig) > 1 and self.sig[-1] > self.sig[0]
+        if self.increasing:
+            self._check_unsample()
+        self.gamma = churn_gamma(self.s_churn, len(self.sig) - 1)
+        detail = as_detail(detail)
+        self.detail = detail.factors(self.sig, self.proc) if detail and detail.active else None
         self.model = model
         self.extra_args = {} if extra_args is None else extra_args
         self.callback = callback
         self.disable = disable
-        self.in_dtype = x.dtype
+        self.in_dtype = self.out_dtype = x.dtype
         # Half-precision state drifts over tens of steps; keep it in float32
         # and give the model the dtype it was handed.
         self.work_dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
@@ -116,6 +139,22 @@ class Run:
         self.noise = noise if noise is not None else default_noise(self.x)
         self.calls = 0
         self._grid = None
+        self._hat = None     # (i, sigma_hat / sigma) of a churned step
+        self._forks = {}
+        self.offset = 0      # the callback's step index of this (piece of a) run
+
+    def _check_unsample(self):
+        """Unsampling integrates the probability-flow ODE up (inversion, e.g.
+        the core's FlipSigmas output): deterministic only, from a sigma > 0."""
+        if self.sig[0] == 0.0:
+            raise ValueError("unsampling (increasing sigmas) must start at a sigma > 0: the "
+                             "ODE is singular at 0 (the core's FlipSigmas puts 1e-4 there)")
+        if self.eta > 0.0:
+            raise ValueError(f"unsampling (increasing sigmas) runs the deterministic ODE: it "
+                             f"needs eta (noise strength) = 0, got {self.eta}; fresh noise "
+                             f"has no inverse")
+        if self.s_churn > 0.0:
+            raise ValueError("unsampling (increasing sigmas) needs s_churn = 0")
 
     # --- model ---------------------------------------------------------------
     def _sigma_tensor(self, i):
@@ -123,22 +162,32 @@ class Run:
             self._grid = self.sigmas.to(self.x.device, self.s_in.dtype)
         return self._grid[i]
 
-    def _call(self, x, sigma_batch):
+    def _call(self, x, sigma_batch, sigma):
+        """The model at sigma_batch, whose value is the float sigma; with a
+        detail control the model is told sigma * factor(sigma)."""
         self.calls += 1
+        if self.detail is not None:
+            f = self.detail(sigma)
+            if f != 1.0:
+                sigma_batch = sigma_batch * f
         out = self.model(x.to(self.in_dtype), sigma_batch, **self.extra_args)
         return out.to(self.work_dtype)
 
     def denoise(self, x, i):
-        """The model at grid point i; reports the step to the callback."""
-        denoised = self._call(x, self._sigma_tensor(i) * self.s_in)
+        """The model at grid point i (at sigma_hat where churn raised it);
+        reports the step to the callback."""
+        sigma = self._sigma_tensor(i)
+        sigma_hat = sigma
+        if self._hat is not None and self._hat[0] == i:
+            sigma_hat = sigma * self._hat[1]
+        denoised = self._call(x, sigma_hat * self.s_in, self.sig[i])
         if self.callback is not None:
-            sigma = self._sigma_tensor(i)
-            self.callback({"i": i, "x": x, "sigma": sigma, "sigma_hat": sigma,
-                           "denoised": denoised})
+            self.callback({"i": i + self.offset, "x": x, "sigma": sigma,
+                           "sigma_hat": sigma_hat, "denoised": denoised})
         return denoised
 
     def denoise_at(self, x, sigma):
-        return self._call(x, self.s_in * sigma)
+        return self._call(x, self.s_in * sigma, sigma)
 
     def last_uncond(self, like):
         """The unconditional prediction of the last model call (CFG++), from
@@ -157,12 +206,22 @@ class Run:
     def _cpu_sigma(self, value):
         return torch.tensor(value, dtype=self.sigmas.dtype)
 
-    def draw_at(self, sigma, sigma_next):
+    def draw_at(self, sigma, sigma_next, key=None):
         """s_noise-scaled noise for the interval between two sigmas (floats).
         Callers skip the draw when its weight is 0, so a deterministic run
-        consumes no randomness."""
-        z = self.noise(self._cpu_sigma(sigma), self._cpu_sigma(sigma_next)).to(self.work_dtype)
+        consumes no randomness. key: draw from the source's independent fork
+        `key` (see noise.fork): churn and restart jumps add noise over
+        intervals the run's own path has covered already, and the same
+        interval of one Brownian path would give the same numbers."""
+        source = self.noise if key is None else self.fork(key)
+        z = source(self._cpu_sigma(sigma), self._cpu_sigma(sigma_next)).to(self.work_dtype)
         return z * self.s_noise if self.s_noise != 1.0 else z
+
+    def fork(self, key):
+        if key not in self._forks:
+            fork = getattr(self.noise, "fork", None)
+            self._forks[key] = fork(key) if fork is not None else self.noise
+        return self._forks[key]
 
     def draw(self, i):
         """Noise for the grid interval i -> i + 1."""
@@ -205,6 +264,46 @@ class Run:
         s_to = self.proc.snr_sigma(sigma_to)
         return self.proc.snr_sigma(sigma_down) / s_to if s_to > 0 else 0.0
 
+    # --- controls ------------------------------------------------------------
+    CHURN_NOISE = 0  # the fork churn draws from; restart jumps use 1, 2, ...
+
+    def churn(self, x, i):
+        """EDM churn (Karras et al. 2022, Alg. 2) before step i: where
+        s_tmin <= sigma <= s_tmax, raise the noise level S = sigma / alpha to
+        (1 + gamma) S with fresh noise (re-mixed the process's way, so for
+        flow sigma_hat stays below 1) and start the step from sigma_hat
+        (run.sig[i] becomes it). Returns x at sigma_hat. The noise comes from
+        the churn fork over the step's interval: one Brownian path for all
+        steps, each step its own stretch of it."""
+        sigma = self.sig[i]
+        if self.gamma == 0.0 or not self.s_tmin <= sigma <= self.s_tmax:
+            return x
+        s = self.proc.snr_sigma(sigma)
+        if math.isinf(s):
+            return x  # pure noise has no more noise to take
+        s_hat = s * (1.0 + self.gamma)
+        sigma_hat = self.proc.sigma_from_snr_sigma(s_hat)
+        z = self.draw_at(sigma, self.sig[i + 1], key=self.CHURN_NOISE)
+        x = self.proc.renoise(x, sigma, sigma_hat, math.sqrt(s_hat * s_hat - s * s), z)
+        self.sig[i] = sigma_hat
+        self._hat = (i, sigma_hat / sigma)
+        return x
+
+    def piece(self, sig, x, offset):
+        """This run over another schedule (a restart piece): same model,
+        process, noise and controls; a fresh count of calls; the callback's
+        step index shifted by `offset`; the state kept in the working dtype."""
+        other = copy.copy(self)
+        other.sig = list(sig)
+        other.sigmas = torch.tensor(other.sig, dtype=self.sigmas.dtype)
+        other._grid = None
+        other._hat = None
+        other.x = x
+        other.offset = self.offset + offset
+        other.calls = 0
+        other.out_dtype = self.work_dtype
+        return other
+
     # --- loop ----------------------------------------------------------------
     def steps(self):
         n = len(self.sig) - 1
@@ -213,7 +312,7 @@ class Run:
         return _trange(n, disable=True if self.disable is None else self.disable)
 
     def result(self, x):
-        return x.to(self.in_dtype)
+        return x.to(self.out_dtype)
 
 
 def sample_grid(run, method, cfg_pp=False):
@@ -234,6 +333,7 @@ def sample_grid(run, method, cfg_pp=False):
         run.start_below_one()
     state = method.start(run)
     for i in run.steps():
+        x = run.churn(x, i)
         denoised = run.denoise(x, i)
         x, denoised = method.correct(run, state, i, x, denoised)
         if cfg_pp:
@@ -241,4 +341,29 @@ def sample_grid(run, method, cfg_pp=False):
             x = x + (denoised - uncond) * run.clock(method.clock).alpha(run.sig[i])
             state["history"] = uncond
         x = method.step(run, state, i, x, denoised)
+    return run.result(x)
+
+
+def sample_restart(run, pieces, solve):
+    """Restart sampling (Xu et al. 2023, arXiv:2306.14878, Alg. 1) over any
+    sampler: `solve(run)` integrates a run over its schedule; `pieces`
+    (controls.restart_pieces) split the schedule at each segment's t_min and
+    insert its restarts. A restart first re-noises from t_min up to t_max
+    (Process.renoise: for flow the marginal is re-mixed, (1 - s) x0 + s n)
+    with noise from its own fork of the noise source, then integrates its
+    Karras levels down to t_min again. Each piece starts the method afresh
+    (a multistep history does not survive a jump); the callback's step
+    index runs on across pieces and run.calls counts them all."""
+    x, step, jumps = run.x, 0, 0
+    for piece in pieces:
+        if piece.jump is not None:
+            t_min, t_max = piece.jump
+            jumps += 1
+            s_min, s_max = run.proc.snr_sigma(t_min), run.proc.snr_sigma(t_max)
+            z = run.draw_at(t_min, t_max, key=Run.CHURN_NOISE + jumps)
+            x = run.proc.renoise(x, t_min, t_max, math.sqrt(s_max * s_max - s_min * s_min), z)
+        part = run.piece(piece.sig, x, step)
+        x = solve(part)
+        run.calls += part.calls
+        step += len(piece.sig) - 1
     return run.result(x)

@@ -751,6 +751,10 @@ class ERSDE(Method):
     clock: str = "lambda"
 
     def start(self, run):
+        if run.increasing and math.isinf(run.proc.snr_sigma(run.sig[-1])):
+            # its noise-scale integrals run over [S, S_next], infinite there
+            raise ValueError("er_sde cannot unsample up to pure noise (a flow model's "
+                             "sigma = 1); end below it")
         return {"hist": []}  # (D, S), newest first; and D' history
 
     def step(self, run, st, i, x, denoised):

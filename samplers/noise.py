@@ -11,6 +11,10 @@ results converge as steps grow (the property ancestral sampling with per-step
 noise lacks). The path is torchsde's Brownian interval (Li et al. 2020), with
 the settings ComfyUI's Brownian sampler uses, so that a seed gives the same
 numbers in both.
+
+A source may offer `fork(key)`: an independent source for noise that a run
+adds over intervals its own path has covered already (churn, restart jumps;
+core.Run.draw_at). Sources that draw fresh noise per call need none.
 """
 import warnings
 
@@ -63,6 +67,8 @@ class BrownianNoise:
         else:
             seeds, w0, self.batched = [int(seed)], torch.zeros_like(x), False
         self.cpu = cpu
+        self.seeds, self.t1 = seeds, t1
+        self.shape = tuple(x.shape)
         self.out_dtype, self.out_device = x.dtype, x.device
         device = torch.device("cpu") if cpu else x.device
         w0 = w0.to(device)
@@ -70,6 +76,15 @@ class BrownianNoise:
         t1_t = torch.tensor(t1, dtype=torch.float32, device=device)
         self.trees = [torchsde.BrownianTree(t0_t, w0, t1_t, entropy=s) for s in seeds]
         self.device = device
+
+    def fork(self, key):
+        """An independent Brownian path for `key` (an int >= 0) over
+        [0, sigma_max], seeded from this one's seed(s): reproducible, and
+        defined down to sigma = 0 (a churned last step's interval)."""
+        derived = [(s * 1_000_003 + 7_919 * (int(key) + 1)) % 2 ** 63 for s in self.seeds]
+        like = torch.zeros(self.shape, dtype=self.out_dtype, device=self.out_device)
+        return BrownianNoise(like, 0.0, self.t1, derived if self.batched else derived[0],
+                             cpu=self.cpu)
 
     def _as_time(self, t):
         if torch.is_tensor(t):

@@ -15,7 +15,9 @@ from typing import Any, Callable, Optional, Tuple
 
 from . import dpm_solver
 from . import methods as M
-from .core import Run, _float_arg, as_sigma_tensor, read_sigmas, sample_grid, window_sigmas
+from .controls import parse_restart, restart_pieces
+from .core import (Run, _float_arg, as_sigma_tensor, read_sigmas, sample_grid, sample_restart,
+                   window_sigmas)
 from .noise_rules import get_rule
 from .process import get_process
 
@@ -72,6 +74,11 @@ class SamplerSpec:
     noise_window: Tuple[float, float] = (0.0, 1.0)
     # CFG++: needs the unconditional prediction of each model call (`uncond`)
     cfg_pp: bool = False
+    # Takes Karras churn (s_churn, s_tmin, s_tmax), as k-diffusion's and
+    # A1111's euler, heun and dpm_2 do
+    churn: bool = False
+    # Why it cannot unsample (increasing sigmas); None: it can
+    no_unsample: Optional[str] = None
 
     @property
     def stochastic(self):
@@ -96,9 +103,10 @@ class SamplerSpec:
         return self.build(**{k: v for k, v in self.checked_options(options).items()
                              if k != "info"})
 
-    def calls(self, sigmas, eta=None, process="ve", noise_window=None, **options):
+    def calls(self, sigmas, eta=None, process="ve", noise_window=None, restart=None, **options):
         """Model calls this sampler spends on `sigmas` (None where the step
-        count is adaptive)."""
+        count is adaptive), restarts included. Churn and detail change no
+        count."""
         if self.calls_per_step is None:
             return None
         proc = get_process(process)
@@ -107,8 +115,10 @@ class SamplerSpec:
             return 0
         eta = self.default_eta if eta is None else eta
         method = self.method(**options)
+        pieces = [p.sig for p in restart_pieces(sig, parse_restart(restart), proc)] \
+            if restart is not None else [sig]
         if not isinstance(method, M.Method):  # DPM-Solver fast: n calls for n steps
-            return len(sig) - 1
+            return sum(len(p) - 1 for p in pieces)
         rule = get_rule(self.rule)
         hi, lo = window_sigmas(proc, self.noise_window if noise_window is None else noise_window)
 
@@ -116,14 +126,38 @@ class SamplerSpec:
             if eta == 0.0 or s_next == 0.0 or not lo <= s_next <= hi:
                 return s_next, 0.0
             return rule.split(proc, s, s_next, eta)
-        return method.calls(sig, split)
+        return sum(method.calls(list(p), split) for p in pieces)
+
+    def check_controls(self, run, segments):
+        """Which controls this sampler takes on this run; ValueError naming
+        the control and what it needs otherwise."""
+        if run.s_churn > 0.0:
+            if not self.churn:
+                takers = [n for n, s in SAMPLERS.items() if s.churn]
+                raise ValueError(f"s_churn applies to {', '.join(takers)} (Karras et al. 2022, "
+                                 f"Alg. 2), not to {self.name!r}; use eta for its noise")
+            if run.eta > 0.0:
+                raise ValueError(f"s_churn adds the noise of {self.name!r} itself: it needs eta "
+                                 f"(noise strength) = 0, got {run.eta}")
+        if run.increasing and self.no_unsample:
+            raise ValueError(f"sampler {self.name!r} cannot unsample (increasing sigmas): "
+                             f"{self.no_unsample}")
+        if segments:
+            if run.increasing:
+                raise ValueError("restart needs decreasing sigmas (it samples; increasing "
+                                 "sigmas unsample)")
+            if run.eta > 0.0 or run.s_churn > 0.0:
+                raise ValueError(f"restart composes over a deterministic sampler: it needs eta "
+                                 f"(noise strength) = 0 and s_churn = 0, got eta = {run.eta}, "
+                                 f"s_churn = {run.s_churn}; {self.name!r} adds its own noise")
 
 
 def _make_fn(spec):
     def fn(model, x, sigmas, *, extra_args=None, callback=None, disable=None,
            process="ve", eta=None, s_noise=1.0, noise=None, noise_window=None, uncond=None,
-           **options):
+           s_churn=0.0, s_tmin=0.0, s_tmax=math.inf, restart=None, detail=None, **options):
         opts = spec.checked_options(options)
+        segments = parse_restart(restart)
         if spec.cfg_pp and not callable(uncond):
             raise ValueError(
                 f"sampler {spec.name!r} is a CFG++ sampler: it needs uncond, a callable that "
@@ -138,12 +172,21 @@ def _make_fn(spec):
                   eta=spec.default_eta if eta is None else eta,
                   s_noise=s_noise, noise=noise, rule=spec.rule,
                   noise_window=spec.noise_window if noise_window is None else noise_window,
-                  uncond=uncond)
+                  uncond=uncond, s_churn=s_churn, s_tmin=s_tmin, s_tmax=s_tmax, detail=detail)
+        spec.check_controls(run, segments)
         info = opts.pop("info", None)
         method = spec.build(**opts)
         if isinstance(method, M.Method):
-            return sample_grid(run, method, cfg_pp=spec.cfg_pp)
-        return method(run, info=info) if "info" in spec.option_specs else method(run)
+            def solve(r):
+                return sample_grid(r, method, cfg_pp=spec.cfg_pp)
+        elif "info" in spec.option_specs:
+            def solve(r):
+                return method(r, info=info)
+        else:
+            solve = method
+        if segments:
+            return sample_restart(run, restart_pieces(run.sig, segments, run.proc), solve)
+        return solve(run)
 
     fn.__name__ = f"sample_{spec.name}"
     fn.__doc__ = spec.description
@@ -408,11 +451,34 @@ _TABLE.update(_CFG_PP_ROWS)
 
 _WINDOWS = {"sa_solver": (0.2, 0.8), "sa_solver_pece": (0.2, 0.8)}
 
+# Karras churn where k-diffusion and A1111 offer it (euler, heun, dpm_2)
+_CHURN = {"euler", "heun", "dpm_2"}
+
+# Measured on exact Gaussian data (bench/controls.py): unsampling a flipped
+# schedule from the core's FlipSigmas start at 1e-4 (VE: Karras 0.0292-14.6,
+# the SD 1.x range) and sampling back; tests/test_controls.py keeps the rest.
+_DPM_SOLVER_UP = ("its own lambda loop integrates from the first sigma down to the last "
+                  "nonzero one")
+_GROWING = ("its variable-step extrapolation amplifies the history over the growing steps of an "
+            "increasing schedule (unsampling error 0.86 and 1.2 of the latent at 10 steps, VE); "
+            "ipndm, deis and uni_pc unsample")
+_FIRST_STEP = ("from the core's FlipSigmas start at 1e-4 the first step spans ~6 in log sigma, "
+               "which its higher-order weights amplify: the round trip's error stalls (VE: "
+               "0.23 and 0.014 at 10-40 steps); uni_pc, res_2s and dpmpp_2m unsample")
+_NO_UNSAMPLE = {
+    "heunpp2": "its stage weights are relative to the schedule's first sigma, which unsampling "
+               "makes the smallest (the round trip diverged)",
+    "dpm_fast": _DPM_SOLVER_UP, "dpm_adaptive": _DPM_SOLVER_UP,
+    "lms": _GROWING, "ipndm_v": _GROWING,
+    "uni_pc_bh2": _FIRST_STEP, "res_3s": _FIRST_STEP,
+}
+
 SAMPLERS = {}
 for _name, (_build, _rule, _order_, _calls, _eta, _family, _opts, _desc) in _TABLE.items():
     _spec = SamplerSpec(_name, _build, _rule, _order_, _calls, _eta, _desc, _family, dict(_opts),
                         noise_window=_WINDOWS.get(_name, (0.0, 1.0)),
-                        cfg_pp=_name in _CFG_PP_ROWS)
+                        cfg_pp=_name in _CFG_PP_ROWS, churn=_name in _CHURN,
+                        no_unsample=_NO_UNSAMPLE.get(_name))
     object.__setattr__(_spec, "fn", _make_fn(_spec))
     SAMPLERS[_name] = _spec
 

@@ -55,6 +55,39 @@ const EXAMPLES = {
       ["latent", 0, "run", "latent_image"], ["run", 0, "decode", "samples"],
       ["ckpt", 2, "decode", "vae"], ["decode", 0, "save", "images"]],
   },
+  // Restart sampling as A1111 offers it: Heun on Karras sigmas; "default"
+  // picks A1111's segment by step count (here one restart of 9 steps).
+  "SDXL restart sampling - Sampler Lab KSampler": {
+    columns: [
+      [["ckpt", "CheckpointLoaderSimple", { ckpt_name: "sd_xl_base_1.0.safetensors" }]],
+      [["pos", "CLIPTextEncode", { text: "a spiral staircase in an old library, volumetric light, detailed" }],
+        ["neg", "CLIPTextEncode", { text: "blurry, low quality, watermark" }],
+        ["latent", "EmptyLatentImage", { width: 1024, height: 1024, batch_size: 1 }]],
+      [["k", "SamplerLabKSampler", { seed: 7, control_after_generate: "fixed", steps: 24, cfg: 6.0,
+        sampler_name: "heun", scheduler: "karras", denoise: 1.0, noise_strength: -1,
+        s_noise: 1.0, restart: "default" }]],
+      [["decode", "VAEDecode", {}], ["save", "SaveImage", { filename_prefix: "sampler_lab_restart" }]],
+    ],
+    links: [["ckpt", 0, "k", "model"], ["ckpt", 1, "pos", "clip"], ["ckpt", 1, "neg", "clip"],
+      ["pos", 0, "k", "positive"], ["neg", 0, "k", "negative"], ["latent", 0, "k", "latent_image"],
+      ["k", 0, "decode", "samples"], ["ckpt", 2, "decode", "vae"], ["decode", 0, "save", "images"]],
+  },
+  // CFG++ (Chung et al. 2024): guidance of about 1 instead of 7
+  "SD1.5 CFG++ sampling - Sampler Lab KSampler": {
+    columns: [
+      [["ckpt", "CheckpointLoaderSimple", { ckpt_name: "v1-5-pruned-emaonly.safetensors" }]],
+      [["pos", "CLIPTextEncode", { text: "a bowl of ramen on a wooden table, steam, photograph" }],
+        ["neg", "CLIPTextEncode", { text: "blurry, low quality" }],
+        ["latent", "EmptyLatentImage", { width: 512, height: 512, batch_size: 1 }]],
+      [["k", "SamplerLabKSampler", { seed: 3, control_after_generate: "fixed", steps: 20, cfg: 1.0,
+        sampler_name: "euler_cfg_pp", scheduler: "normal", denoise: 1.0, noise_strength: -1,
+        s_noise: 1.0 }]],
+      [["decode", "VAEDecode", {}], ["save", "SaveImage", { filename_prefix: "sampler_lab_cfgpp" }]],
+    ],
+    links: [["ckpt", 0, "k", "model"], ["ckpt", 1, "pos", "clip"], ["ckpt", 1, "neg", "clip"],
+      ["pos", 0, "k", "positive"], ["neg", 0, "k", "negative"], ["latent", 0, "k", "latent_image"],
+      ["k", 0, "decode", "samples"], ["ckpt", 2, "decode", "vae"], ["decode", 0, "save", "images"]],
+  },
   "SD1.5 optimized schedule - Sampler Lab Optimize Schedule": {
     columns: [
       [["ckpt", "CheckpointLoaderSimple", { ckpt_name: "v1-5-pruned-emaonly.safetensors" }]],

@@ -23,7 +23,7 @@ const ours = (text) => /sampler_lab|schedule_preview|SamplerLab/i.test(text);
 const context = await chromium.launchPersistentContext(process.env.PROFILE ?? "", {
   executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
   headless: true,
-  viewport: { width: 2100, height: 1600 },
+  viewport: { width: 2100, height: 2200 },
   args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--no-first-run"],
 });
@@ -223,7 +223,8 @@ try {
     app.graph.last_node_id = Math.max(app.graph.last_node_id ?? 0, 1000);
     app.canvas.ds.offset = [0, 0];
     app.canvas.ds.scale = vue ? 0.85 : 0.9; // Vue nodes are larger; at 0.8 and below they hide widgets
-    const row2 = vue ? 950 : 660;
+    // below the KSampler, whose controls (noise window, churn, restart, detail) make it tall
+    const row2 = vue ? 1420 : 960;
     const add = (type, pos) => {
       if (!LiteGraph.registered_node_types[type]) return null;
       const node = LiteGraph.createNode(type);
