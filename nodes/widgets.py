@@ -160,7 +160,7 @@ def schedule_params(scheduler, widget_values):
 def sampler_option_inputs():
     return _inputs(SAMPLERS, lambda spec: spec.option_specs, lambda owner, name, o: _widget(
         o.kind, o.default, o.lo, o.hi, o.choices, getattr(o, "step", None),
-        f"{owner} only: {o.help or name}"))
+        f"{owner} only: {o.description or name}"))
 
 
 def sampler_options(sampler, widget_values):

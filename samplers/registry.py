@@ -20,36 +20,7 @@ from .core import (Run, _float_arg, as_sigma_tensor, read_sigmas, sample_grid, s
                    window_sigmas)
 from .noise_rules import get_rule
 from .process import get_process
-
-
-@dataclass(frozen=True)
-class Option:
-    """A method option: its default and what values it accepts."""
-    default: Any
-    kind: str                       # "int", "float", "choice", "dict"
-    lo: float = -math.inf
-    hi: float = math.inf
-    choices: Tuple[str, ...] = ()
-    help: str = ""
-
-    def check(self, sampler, name, value):
-        where = f"{sampler} option {name}"
-        if self.kind == "choice":
-            if value not in self.choices:
-                raise ValueError(f"{where} must be one of {list(self.choices)}, got {value!r}")
-            return value
-        if self.kind == "dict":
-            if value is not None and not isinstance(value, dict):
-                raise ValueError(f"{where} must be a dict (filled with run statistics) or None")
-            return value
-        is_int = isinstance(value, int) and not isinstance(value, bool)
-        if self.kind == "int" and not is_int:
-            raise ValueError(f"{where} must be an integer in [{self.lo}, {self.hi}], got {value!r}")
-        if self.kind == "float" and not (is_int or isinstance(value, float)):
-            raise ValueError(f"{where} must be a number in [{self.lo}, {self.hi}], got {value!r}")
-        if not (math.isfinite(value) and self.lo <= value <= self.hi):
-            raise ValueError(f"{where} must be in [{self.lo}, {self.hi}], got {value!r}")
-        return int(value) if self.kind == "int" else float(value)
+from ..params import Param
 
 
 @dataclass(frozen=True)
@@ -96,7 +67,7 @@ class SamplerSpec:
                              f"its options: {allowed}")
         opts = self.options
         for k, v in options.items():
-            opts[k] = self.option_specs[k].check(self.name, k, v)
+            opts[k] = self.option_specs[k].check(f"{self.name} option {k}", v)
         return opts
 
     def method(self, **options):
@@ -196,12 +167,13 @@ def _make_fn(spec):
 # --- options shared by several rows ----------------------------------------------
 
 def _order(default, lo, hi, what="How many past steps the multistep formula uses."):
-    return Option(default, "int", lo, hi, help=what)
+    return Param(default, lo, hi, what, kind="int")
 
 
-_SOLVER_TYPE = Option("midpoint", "choice", choices=("midpoint", "heun"),
-                      help="How the second-order term is weighted: midpoint (DPM-Solver++ "
-                           "paper) or heun (the exact integral of the line).")
+_SOLVER_TYPE = Param("midpoint", None, None,
+                     "How the second-order term is weighted: midpoint (DPM-Solver++ paper) or "
+                     "heun (the exact integral of the line).",
+                     kind="choice", choices=("midpoint", "heun"))
 _GPU = ("Our Brownian path lives on the CPU, so a seed gives the same image on every "
         "device; the name is the core's, kept so that workflows load.")
 
@@ -275,19 +247,18 @@ _TABLE = {
                  "denoise; n steps cost n calls (Lu et al. 2022, arXiv:2206.00927, Sec. 4)."),
     "dpm_adaptive": (lambda **o: partial(dpm_solver.sample_dpm_adaptive, **o), "ancestral", 3,
                      None, 0.0, "dpm_solver",
-                     {"order": Option(3, "int", 2, 3, help="Solver order (2 or 3)."),
-                      "rtol": Option(0.05, "float", 1e-8, 1.0, help="Relative error tolerance."),
-                      "atol": Option(0.0078, "float", 1e-10, 10.0,
-                                     help="Absolute error tolerance."),
-                      "h_init": Option(0.05, "float", 1e-6, 10.0,
-                                       help="First step size in lambda."),
-                      "pcoeff": Option(0.0, "float", -10.0, 10.0, help="PID controller P gain."),
-                      "icoeff": Option(1.0, "float", -10.0, 10.0, help="PID controller I gain."),
-                      "dcoeff": Option(0.0, "float", -10.0, 10.0, help="PID controller D gain."),
-                      "accept_safety": Option(0.81, "float", 0.0, 1.0,
-                                              help="Accept a step when its error is below this."),
-                      "info": Option(None, "dict",
-                                     help="A dict that receives nfe, n_accept, n_reject.")},
+                     {"order": Param(3, 2, 3, "Solver order (2 or 3).", kind="int"),
+                      "rtol": Param(0.05, 1e-8, 1.0, "Relative error tolerance."),
+                      "atol": Param(0.0078, 1e-10, 10.0, "Absolute error tolerance."),
+                      "h_init": Param(0.05, 1e-6, 10.0, "First step size in lambda."),
+                      "pcoeff": Param(0.0, -10.0, 10.0, "PID controller P gain."),
+                      "icoeff": Param(1.0, -10.0, 10.0, "PID controller I gain."),
+                      "dcoeff": Param(0.0, -10.0, 10.0, "PID controller D gain."),
+                      "accept_safety": Param(0.81, 0.0, 1.0,
+                                             "Accept a step when its error is below this."),
+                      "info": Param(None, None, None,
+                                    "A dict that receives nfe, n_accept, n_reject.",
+                                    kind="dict")},
                      "DPM-Solver adaptive step size (Lu et al. 2022, arXiv:2206.00927, Sec. 4; "
                      "PID control after Soderlind 2003); ends with a denoise to sigma 0."),
     "dpmpp_2s_ancestral": (lambda: M.ExpRK(M.dpmpp_2s_tableau(), 2), "ancestral", 2, 2, 1.0,
@@ -301,8 +272,8 @@ _TABLE = {
     "dpmpp_sde": (lambda r=0.5: M.ExpRK(M.sde_2s_tableau(r), 2, clock="lambda",
                                         stage_noise="draws"), "ancestral", 2, 2, 1.0,
                   "exponential",
-                  {"r": Option(0.5, "float", 0.01, 0.99,
-                               help="Stage position as a fraction of the step in lambda.")},
+                  {"r": Param(0.5, 0.01, 0.99,
+                              "Stage position as a fraction of the step in lambda.")},
                   "DPM-Solver++ SDE, second order, noise at both stages (Lu et al. 2023, "
                   "arXiv:2211.01095; k-diffusion)."),
     "dpmpp_2m_sde": (partial(_two_m, "lambda"), "sde", 2, 1, 1.0, "exponential",
@@ -363,9 +334,9 @@ _TABLE = {
                                 "res_multistep with ancestral noise."),
     "gradient_estimation": (lambda ge_gamma=2.0: M.SigmaMultistep("gradient", gamma=ge_gamma),
                             "ancestral", 1, 1, 0.0, "multistep",
-                            {"ge_gamma": Option(2.0, "float", 0.0, 10.0,
-                                                help="Weight of the gradient estimate (1 is "
-                                                     "Euler; the paper's 2 is the default).")},
+                            {"ge_gamma": Param(2.0, 0.0, 10.0,
+                                               "Weight of the gradient estimate (1 is Euler; "
+                                               "the paper's 2 is the default).")},
                             "Gradient estimation (Permenter & Yuan 2024, arXiv:2306.04848): "
                             "Euler with the derivative extrapolated by gamma; first order "
                             "(gamma = 1.5 would be Adams-Bashforth 2; measured)."),
@@ -378,14 +349,14 @@ _TABLE = {
                "SDE with the VP ER-SDE 5 noise scale; eta scales it (0 is the ODE)."),
     "seeds_2": (lambda r=0.5: M.ExpRK(M.sde_2s_tableau(r), 2, clock="lambda", stage_noise="ou"),
                 "sde", 2, 2, 1.0, "exponential",
-                {"r": Option(0.5, "float", 0.01, 0.99, help="Stage position in the step.")},
+                {"r": Param(0.5, 0.01, 0.99, "Stage position in the step.")},
                 "SEEDS-2 (Gonzalez et al. 2023, arXiv:2305.14267): stochastic exponential "
                 "derivative-free solver, the noise integrated exactly along each stage."),
     "seeds_3": (lambda r_1=1.0 / 3.0, r_2=2.0 / 3.0: M.ExpRK(M.seeds_3_tableau(r_1, r_2), 3,
                                                              clock="lambda", stage_noise="ou"),
                 "sde", 3, 3, 1.0, "exponential",
-                {"r_1": Option(1.0 / 3.0, "float", 0.01, 0.98, help="First stage position."),
-                 "r_2": Option(2.0 / 3.0, "float", 0.02, 0.99, help="Second stage position.")},
+                {"r_1": Param(1.0 / 3.0, 0.01, 0.98, "First stage position."),
+                 "r_2": Param(2.0 / 3.0, 0.02, 0.99, "Second stage position.")},
                 "SEEDS-3 (Gonzalez et al. 2023, arXiv:2305.14267), three stages."),
     "sa_solver": (_sa("sa"), "sde_squared", 3, 1, 1.0, "exponential",
                   {"predictor_order": _order(3, 1, 6, "Stochastic Adams predictor order."),
@@ -443,8 +414,8 @@ _CFG_PP_ROWS = {
     "gradient_estimation_cfg_pp": (lambda ge_gamma=2.0: M.SigmaMultistep("gradient",
                                                                          gamma=ge_gamma),
                                    "ancestral", 1, 1, 0.0, "cfg_pp",
-                                   {"ge_gamma": Option(2.0, "float", 0.0, 10.0,
-                                                       help="Weight of the gradient estimate.")},
+                                   {"ge_gamma": Param(2.0, 0.0, 10.0,
+                                                      "Weight of the gradient estimate.")},
                                    _CFG_PP + "Gradient estimation."),
 }
 _TABLE.update(_CFG_PP_ROWS)

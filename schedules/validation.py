@@ -4,95 +4,13 @@ Each failure is a ValueError that names the input and what it may be, because
 the message ends up in a ComfyUI error popup where nobody can read a traceback.
 """
 import math
-import numbers
-from dataclasses import dataclass
-from typing import Any, Optional, Tuple
 
 import numpy as np
 import torch
 
+from ..params import Param, as_float, in_range, is_int  # noqa: F401  (re-exported)
+
 MAX_STEPS = 10000
-
-
-@dataclass(frozen=True)
-class Param:
-    """A schedule parameter: its default and the values it accepts.
-
-    `lo`/`hi` bound numbers; `lo_open`/`hi_open` make a bound exclusive (a rho of
-    0 or a threshold of 1 would divide by zero or collapse the schedule).
-    `kind` is "float", "int", "choice" or "text"; `step` is the grid a UI should
-    offer, where the published data only exist on one.
-    """
-    default: Any
-    lo: Optional[float]
-    hi: Optional[float]
-    description: str
-    kind: str = "float"
-    lo_open: bool = False
-    hi_open: bool = False
-    choices: Tuple[str, ...] = ()
-    step: Optional[float] = None
-
-    def range_text(self):
-        if self.kind == "choice":
-            return "one of " + ", ".join(repr(c) for c in self.choices)
-        if self.kind == "text":
-            return "a string"
-        left = "(" if self.lo_open else "["
-        right = ")" if self.hi_open else "]"
-        what = "an integer" if self.kind == "int" else "a number"
-        return f"{what} in {left}{_fmt(self.lo)}, {_fmt(self.hi)}{right}"
-
-    def check(self, where, value):
-        """Return the value in its canonical type, or raise naming `where`."""
-        if self.kind == "choice":
-            if not isinstance(value, str) or value not in self.choices:
-                raise ValueError(f"{where} must be {self.range_text()}, got {value!r}")
-            return value
-        if self.kind == "text":
-            if not isinstance(value, str):
-                raise ValueError(f"{where} must be a string, got {type(value).__name__}")
-            return value
-        if self.kind == "int":
-            # None is how a caller says "use the schedule's own default".
-            if value is None and self.default is None:
-                return None
-            if not is_int(value):
-                raise ValueError(f"{where} must be {self.range_text()}, got {value!r}")
-            value = int(value)
-        else:
-            value = as_float(where, value, self.range_text())
-        if not in_range(value, self.lo, self.hi, self.lo_open, self.hi_open):
-            raise ValueError(f"{where} must be {self.range_text()}, got {value!r}")
-        return value
-
-
-def _fmt(x):
-    return "-inf" if x is None else f"{x:g}"
-
-
-def is_int(value):
-    # bool is an int to Python but never a step count.
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def as_float(where, value, allowed):
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        value = value.item()
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{where} must be {allowed}, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{where} must be {allowed}, got {value!r}")
-    return value
-
-
-def in_range(value, lo, hi, lo_open=False, hi_open=False):
-    if lo is not None and (value < lo or (lo_open and value == lo)):
-        return False
-    if hi is not None and (value > hi or (hi_open and value == hi)):
-        return False
-    return True
 
 
 def check_steps(steps):

@@ -43,7 +43,7 @@ def widget_info():
     info = preview_info()
     for name, entry in info["samplers"].items():
         spec = SAMPLERS[name]
-        entry["options"] = {k: _describe(o.kind, o.default, o.lo, o.hi, o.choices, o.help)
+        entry["options"] = {k: _describe(o.kind, o.default, o.lo, o.hi, o.choices, o.description)
                             for k, o in spec.option_specs.items()}
     for name, params in info["schedules"].items():
         for pname, entry in params.items():
