@@ -131,13 +131,6 @@ def adaptive(model, x, sigmas, **kw):
     return samplers.get_sampler("dpm_adaptive").fn(model, x.clone(), sigmas, **kw)
 
 
-_MEASURED = {}  # max relative difference vs the host per comparison kind
-
-
-def _note(kind, err):
-    _MEASURED[kind] = max(_MEASURED.get(kind, 0.0), err)
-
-
 # --- VE: k-diffusion ----------------------------------------------------------
 
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 9, 10, 11])
@@ -154,7 +147,6 @@ def test_fast_matches_host(kdiff, n, eta, s_noise):
     model = Counted(ve_denoiser)
     got = fast(model, x, sig, eta=eta, s_noise=s_noise, noise=noise_o, callback=rec_o)
     err = rel(got, theirs)
-    _note("dpm_fast final x", err)
     assert err < RTOL, f"n={n} eta={eta}: relative difference {err:.3g}"
     assert got.dtype == x.dtype and got.shape == x.shape
     assert model.calls == n
@@ -189,7 +181,6 @@ def test_fast_matches_host_with_float64_sigmas_at_eta_0(kdiff):
     x, sig = ve_latent(3), geometric(11)
     theirs = kdiff.sample_dpm_fast(ve_denoiser, x.clone(), sig[-1], sig[0], 10, disable=True)
     err = rel(fast(ve_denoiser, x, sig), theirs)
-    _note("dpm_fast final x", err)
     assert err < RTOL, err
 
 
@@ -203,7 +194,6 @@ def test_fast_ends_with_a_denoise_when_sigmas_end_in_zero(kdiff, eta):
     model = Counted(ve_denoiser)
     got = fast(model, x, sig, eta=eta, noise=Replay(x, 2))
     err = rel(got, expected)
-    _note("dpm_fast with final denoise", err)
     assert err < RTOL, err
     assert model.calls == n
     assert model.sigmas[-1] == pytest.approx(float(sig[-2]), rel=1e-7)
@@ -228,7 +218,6 @@ def test_adaptive_matches_host(kdiff, opts, eta):
     info, model = {}, Counted(ve_denoiser)
     got = adaptive(model, x, sig, eta=eta, noise=Replay(x, 3), info=info, **opts)
     err = rel(got, theirs)
-    _note("dpm_adaptive final x", err)
     assert err < RTOL, f"{opts} eta={eta}: relative difference {err:.3g}"
     for key in ("nfe", "n_accept", "n_reject"):
         assert info[key] == info_t[key], (key, info, info_t)
@@ -251,7 +240,6 @@ def test_adaptive_ends_with_a_denoise_when_sigmas_end_in_zero(kdiff):
     info, model, rec = {}, Counted(ve_denoiser), Recorder()
     got = adaptive(model, x, sig, info=info, callback=rec)
     err = rel(got, expected)
-    _note("dpm_adaptive with final denoise", err)
     assert err < RTOL, err
     assert info["nfe"] == info_t["nfe"] + 1 == model.calls
     assert (info["n_accept"], info["n_reject"]) == (info_t["n_accept"], info_t["n_reject"])
@@ -381,9 +369,3 @@ def test_adaptive_rejects_bad_order():
     with pytest.raises(ValueError):
         adaptive(ve_denoiser, ve_latent(8), geometric(6), order=1)
 
-
-def test_zz_report_measured_differences(capsys):
-    """Prints the largest differences from the host seen in this session."""
-    with capsys.disabled():
-        for k, v in sorted(_MEASURED.items()):
-            print(f"\n  max relative difference vs host, {k}: {v:.3g}", end="")
