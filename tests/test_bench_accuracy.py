@@ -235,3 +235,28 @@ def test_goal_compares_with_the_cores_best_within_16_calls():
     worse = [r for r in rows if r[0] == "host"] + [("ours", "euler", "karras", 50, 50, 0.5)]
     assert accuracy.goal(worse)["ours"] is None
     assert "does not reach it within 50 calls" in accuracy.goal_line("p", worse)
+
+
+def test_goal_counts_a_rounding_tie_as_reached():
+    # the same algorithm in two codes: 1e-12 apart must not read as "not reached"
+    rows = [("host", "ipndm", "karras", 14, 14, 1.4e-2),
+            ("ours", "ipndm", "karras", 14, 14, 1.4e-2 * (1 + 1e-12)),
+            ("ours", "res_3m", "exponential", 20, 20, 1.0e-2)]
+    assert accuracy.goal(rows)["ratio"] == 1.0
+    rows[1] = ("ours", "ipndm", "karras", 14, 14, 1.4e-2 * 1.01)
+    assert accuracy.goal(rows)["ratio"] == 14 / 20
+
+
+def test_screening_runs_the_other_systems_winner_on_the_whole_batch():
+    def combo(system, name, sched):
+        return accuracy.Combo(system, name, sched, None)
+    a, b = combo("host", "sa_solver", "align_your_steps (node)"), combo("ours", "sa_solver",
+                                                                        "align_your_steps")
+    c = combo("ours", "euler", "karras")
+    plans = [(a, 7, 7, 7), (b, 7, 7, 7), (c, 7, 7, 7), (b, 8, 8, 8)]
+    ran = []
+    accuracy.fill_shared(plans, {("host", "sa_solver", "align_your_steps (node)", 7),
+                                 ("ours", "euler", "karras", 7)},
+                         lambda cb, budget, n, calls: ran.append((cb.system, cb.sched, budget)))
+    # ours' sa_solver on AYS at 7 calls (the core's winner) runs; nothing else
+    assert ran == [("ours", "align_your_steps", 7)]
