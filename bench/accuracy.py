@@ -100,10 +100,11 @@ class Problem(NamedTuple):
     sigma_min: float = None
     sigma_max: float = None
     notes: tuple = ()
+    is_trained: bool = False
 
     @property
     def trained(self):
-        return self.sampling is not None
+        return self.is_trained
 
     @property
     def smax(self):
@@ -131,10 +132,14 @@ def problems(quick, names=None):
     out = {}
     for process in ("ve", "flow"):
         s_max = VE_RANGE[1] if process == "ve" else 1.0
+        # the model the core's columns assume (SD 1.x's table; a shift-3 flow),
+        # so that schedules of the same name give both systems the same sigmas
+        sampling, proc = table_sampling(process, sd1_table() if process == "ve"
+                                        else flow_table(), FLOW_SHIFT)
         g = GaussianData(0.1, 0.5, process)
         x = _gaussian_start(process, 16, gen)
         out[f"gaussian-{process}"] = Problem(process, g.denoiser, x,
-                                             g.ode_solution(x, s_max, 0.0))
+                                             g.ode_solution(x, s_max, 0.0), sampling, proc)
         if quick and process == "flow":
             continue
         d = EmpiricalData(digits(dtype=torch.float64), process, bandwidth=0.25)
@@ -143,7 +148,7 @@ def problems(quick, names=None):
         if names is not None and key not in names:
             continue
         out[key] = Problem(process, d.denoiser, xd,
-                           d.reference_solution(xd, s_max, 0.0, steps=2048))
+                           d.reference_solution(xd, s_max, 0.0, steps=2048), sampling, proc)
     return {k: v for k, v in out.items() if names is None or k in names}
 
 
@@ -166,9 +171,21 @@ def network_sampling(net):
     """The trained network's schedules.ModelSampling description and the
     samplers' Process with its percent map (and, for flow, the alpha that
     stands for sigma = 1, as the host's percent_to_sigma(1e-4))."""
+    return table_sampling(net.process, net.sigmas, net.shift)
+
+
+def sd1_table():
+    from .networks import sd1_table as table
+    return table()
+
+
+def table_sampling(process, sigmas, shift=None):
+    """(schedules.ModelSampling, samplers Process) of a model with the
+    sigma table `sigmas`: SD-style discrete for "ve", a shifted flow with
+    multiplier 1000 for "flow"."""
     from ..schedules.sampling import DiscreteSampling, FlowSampling
-    table = net.sigmas.double().numpy()
-    if net.process == "ve":
+    table = torch.as_tensor(sigmas).double().numpy()
+    if process == "ve":
         sampling = DiscreteSampling(sigmas=table)
         last = len(table) - 1
 
@@ -179,7 +196,7 @@ def network_sampling(net):
                 return 0.0
             return float(sampling.sigma((1.0 - p) * last))
         return sampling, samplers.get_process("ve").derive(percent_to_sigma=percent_to_sigma)
-    sampling = FlowSampling(sigmas=table, shift=net.shift, multiplier=1000.0)
+    sampling = FlowSampling(sigmas=table, shift=shift, multiplier=1000.0)
 
     def percent_to_sigma(p):
         if p <= 0:
@@ -239,7 +256,8 @@ def trained_problem(name, batch=64, seed=0, reference_steps=2048, check_steps=10
     sampling, proc = network_sampling(net)
     core_ms = core.model_sampling(net.process, net.shift or 3.0) if core is not None else None
     return Problem(net.process, net, x, ref, sampling=sampling, proc=proc, core_ms=core_ms,
-                   sigma_min=net.sigma_min, sigma_max=net.sigma_max, notes=tuple(notes))
+                   sigma_min=net.sigma_min, sigma_max=net.sigma_max, notes=tuple(notes),
+                   is_trained=True)
 
 
 def calibration_start(pname, problem, n=64):
@@ -271,7 +289,7 @@ def our_sigmas(schedule, process, steps):
 def problem_sigmas(problem, schedule, steps):
     """Our `schedule` for `steps` steps on the problem's model (None where it
     does not apply)."""
-    if problem.trained:
+    if problem.sampling is not None:
         return schedules.get_sigmas(schedule, steps, model_sampling=problem.sampling).double()
     return our_sigmas(schedule, problem.process, steps)
 
@@ -598,6 +616,7 @@ def bench_ours(problem, budgets, rows, names=None, schedule_names=SCHEDULES, scr
     problem = as_problem(problem)
     if names is None:
         names = [n for n in samplers.SAMPLER_NAMES if n != ADAPTIVE]
+    schedule_names, _ = schedules_for(problem, schedule_names)  # those that fit the model
     evaluate(our_combos(problem, names, schedule_names), problem, budgets, rows,
              screen=screen, top=top, progress=progress)
     bench_adaptive_ours(problem, budgets, rows)
@@ -606,8 +625,7 @@ def bench_ours(problem, budgets, rows, names=None, schedule_names=SCHEDULES, scr
 
 def bench_adaptive_ours(problem, budgets, rows):
     problem = as_problem(problem)
-    start = (problem_sigmas(problem, "karras", 10) if problem.trained
-             else our_sigmas("karras", problem.process, 10))
+    start = problem_sigmas(problem, "karras", 10)
     for rtol, atol in ADAPTIVE_TOLS:
         counter = Counter(problem.model)
         info = {}
@@ -646,7 +664,7 @@ def bench_optimized(problem, calib, budgets, rows, searches, samplers_=OPT_SAMPL
                 steps = budget - 1
             if steps < 1:
                 continue
-            if problem.trained:
+            if problem.sampling is not None:
                 starts = _fixed_starts(problem, steps)
             else:
                 starts = {}
@@ -1113,7 +1131,7 @@ def run_problem(pname, problem, budgets, core, kds, quick, screen=None, top=4, o
     problem = as_problem(problem)
     rows, searches, notes = [], [], list(problem.notes)
     trained = problem.trained
-    if trained:
+    if problem.sampling is not None:
         scheds, same_s = schedules_for(problem, TRAINED_SCHEDULES)
         notes.append("Our schedules here: " + ", ".join(
             s + (f" (= {', '.join(same_s[s])})" if same_s[s] else "") for s in scheds) + ".")
