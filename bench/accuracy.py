@@ -964,9 +964,10 @@ def best_per_system(rows):
 
 
 # An error "reaches" a target within this relative tolerance: the same
-# algorithm on the same sigmas in two codes agrees to ~1e-12 (float64), and a
-# rounding difference must not count as a miss.
-REACH_RTOL = 1e-6
+# algorithm on the same sigmas in two codes agrees to 1e-12 in float64 and to
+# a few 1e-6 where the core keeps a coefficient in float32 (its SA-Solver on
+# digits8-flow: 5.107802e-3 vs our 5.107818e-3); rounding is not a miss.
+REACH_RTOL = 1e-4
 
 
 def reaches(err, target):
