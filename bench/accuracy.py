@@ -672,10 +672,14 @@ def bench_optimized(problem, calib, budgets, rows, searches, samplers_=OPT_SAMPL
                     sig = our_sigmas(sched, problem.process, steps)
                     if sig is not None:
                         starts[sched] = sig.tolist()
-            result = schedules.optimize(problem.model, None, name, steps, process=_proc(problem),
-                                        sigma_min=s_min, sigma_max=s_max,
-                                        budget_calls=OPT_SEARCH_CALLS, x=calib,
-                                        dtype=torch.float64, starts=starts)
+            try:
+                result = schedules.optimize(problem.model, None, name, steps,
+                                            process=_proc(problem), sigma_min=s_min,
+                                            sigma_max=s_max, budget_calls=OPT_SEARCH_CALLS,
+                                            x=calib, dtype=torch.float64, starts=starts)
+            except ValueError as err:  # one refused search must not end the bench
+                print(f"optimize {name} at {steps} steps refused: {err}", file=sys.stderr)
+                continue
             counter = Counter(problem.model)
             with torch.no_grad():
                 out = spec.fn(counter, problem.x, result.sigmas.double(), process=_proc(problem),
@@ -1127,8 +1131,11 @@ def _progress_bar(total, desc):
     return bar, bar.update
 
 
-def run_problem(pname, problem, budgets, core, kds, quick, screen=None, top=4, opt=True):
-    """Every system on one problem -> (rows, searches, notes)."""
+def run_problem(pname, problem, budgets, core, kds, quick, screen=None, top=4, opt=True,
+                checkpoint=None):
+    """Every system on one problem -> (rows, searches, notes). checkpoint(rows,
+    searches, notes), if given, is called before the schedule search, so that
+    an hour of fixed-schedule rows survives a failure there."""
     problem = as_problem(problem)
     rows, searches, notes = [], [], list(problem.notes)
     trained = problem.trained
@@ -1165,6 +1172,8 @@ def run_problem(pname, problem, budgets, core, kds, quick, screen=None, top=4, o
         bench_host(core, problem, budgets, rows, progress=tick)
     bench_diffusers(problem, budgets, rows, progress=tick)
     bar.close()
+    if checkpoint is not None:
+        checkpoint(rows, searches, notes)
     if opt:
         opt_budgets = tuple(b for b in OPT_BUDGETS if b in budgets) if not quick else (8,)
         if trained:
@@ -1181,10 +1190,12 @@ def run_problem(pname, problem, budgets, core, kds, quick, screen=None, top=4, o
 
 def best_samplers(rows, budgets, system, k):
     """The k samplers of `system` with the best RMSE ranks over `budgets`."""
+    from ..schedules.optimize import UNTUNABLE  # e.g. dpm_fast: it picks its own sigmas
     rank = {}
     for b in budgets:
         at = sorted((r[5], r[1]) for r in rows if r[0] == system and r[3] == b
-                    and samplers.get_sampler(r[1]).calls_per_step is not None)
+                    and samplers.get_sampler(r[1]).calls_per_step is not None
+                    and r[1] not in UNTUNABLE)
         seen = []
         for _, name in at:
             if name not in seen:
@@ -1276,9 +1287,11 @@ def main(argv=None):
                     reference_steps=2048 if not a.quick else 256,
                     check_steps=1024 if not a.quick else 128,
                     cache_dir=(out or OUT_DEFAULT) / "references")
+            partial = (lambda r, s_, n_: _save(out / f"partial-{pname}.json", pname, r, s_,
+                                               n_, settings)) if out else None
             rows, searches, notes = run_problem(
                 pname, problem, pb, core, kds, a.quick,
-                screen=a.screen if trained else None, top=a.top)
+                screen=a.screen if trained else None, top=a.top, checkpoint=partial)
             notes.append(f"Time {time.time() - t_p:.0f} s.")
             if out:
                 _save(out / f"rows-{pname}.json", pname, rows, searches, notes, settings)
