@@ -1089,8 +1089,8 @@ def readme_text(all_rows, meta, cmd):
         if pname in all_rows:
             parts.append(headline(all_rows, pname))
             parts.append("")
-    parts.append(f"The goal, {GOAL_CALLS} calls of the core against ours "
-                 f"(core: {meta.get('core', '?')}):")
+    core = meta.get("core", "?").split(" (")[0]  # the label without the checkout's path
+    parts.append(f"The goal, {GOAL_CALLS} calls of the core against ours (core: {core}):")
     parts.append("")
     for pname, rows in all_rows.items():
         parts.append("- " + goal_line(pname, rows))
