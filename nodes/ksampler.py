@@ -66,6 +66,18 @@ def _run(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, l
                                     latent, add_noise=add_noise),), sigmas, model)
 
 
+def _validate_inputs(cls, sampler_name=None, scheduler=None, restart=None, noise_strength=None,
+                     s_noise=None, noise_start=None, noise_end=None, s_churn=None, s_tmin=None,
+                     s_tmax=None, detail_amount=None, detail_start=None, detail_end=None,
+                     detail_bias=None, detail_exponent=None):
+    """Both KSamplers' VALIDATE_INPUTS: the host passes the inputs named here."""
+    return check_sampling_inputs(
+        sampler_name, scheduler, restart, noise_strength=noise_strength, s_noise=s_noise,
+        noise_start=noise_start, noise_end=noise_end, s_churn=s_churn, s_tmin=s_tmin,
+        s_tmax=s_tmax, detail_amount=detail_amount, detail_start=detail_start,
+        detail_end=detail_end, detail_bias=detail_bias, detail_exponent=detail_exponent)
+
+
 class LabKSampler:
     DESCRIPTION = ("The core KSampler with Sampler Lab's samplers and schedules: correct on "
                    "eps, v and flow models, with a noise-strength knob for every sampler.")
@@ -86,16 +98,7 @@ class LabKSampler:
                                   "tooltip": "Fraction of the schedule to run (img2img)."}),
         }, "optional": {**_ours(), **control_inputs()}}
 
-    @classmethod
-    def VALIDATE_INPUTS(cls, sampler_name=None, scheduler=None, restart=None, noise_strength=None,
-                        s_noise=None, noise_start=None, noise_end=None, s_churn=None,
-                        s_tmin=None, s_tmax=None, detail_amount=None, detail_start=None,
-                        detail_end=None, detail_bias=None, detail_exponent=None):
-        return check_sampling_inputs(
-            sampler_name, scheduler, restart, noise_strength=noise_strength, s_noise=s_noise,
-            noise_start=noise_start, noise_end=noise_end, s_churn=s_churn, s_tmin=s_tmin,
-            s_tmax=s_tmax, detail_amount=detail_amount, detail_start=detail_start,
-            detail_end=detail_end, detail_bias=detail_bias, detail_exponent=detail_exponent)
+    VALIDATE_INPUTS = classmethod(_validate_inputs)
 
     def sample(self, model, seed, steps, cfg, sampler_name, scheduler, positive, negative,
                latent_image, denoise=1.0, noise_strength=-1.0, s_noise=1.0, **controls):
@@ -130,16 +133,7 @@ class LabKSamplerAdvanced:
                            "refiner); disable: finish with a denoise to 0."}),
         }, "optional": {**_ours(), **control_inputs()}}
 
-    @classmethod
-    def VALIDATE_INPUTS(cls, sampler_name=None, scheduler=None, restart=None, noise_strength=None,
-                        s_noise=None, noise_start=None, noise_end=None, s_churn=None,
-                        s_tmin=None, s_tmax=None, detail_amount=None, detail_start=None,
-                        detail_end=None, detail_bias=None, detail_exponent=None):
-        return check_sampling_inputs(
-            sampler_name, scheduler, restart, noise_strength=noise_strength, s_noise=s_noise,
-            noise_start=noise_start, noise_end=noise_end, s_churn=s_churn, s_tmin=s_tmin,
-            s_tmax=s_tmax, detail_amount=detail_amount, detail_start=detail_start,
-            detail_end=detail_end, detail_bias=detail_bias, detail_exponent=detail_exponent)
+    VALIDATE_INPUTS = classmethod(_validate_inputs)
 
     def sample(self, model, add_noise, noise_seed, steps, cfg, sampler_name, scheduler,
                positive, negative, latent_image, start_at_step, end_at_step,

