@@ -147,7 +147,7 @@ class _SearchSampler(host.comfy.samplers.KSAMPLER):
             starts=s["starts"], model_sigma_range=s["model_sigma_range"],
             # A discrete (VE) model is fed timestep 0 below its sigma_min, so its
             # reference stops there; flow models are continuous in sigma.
-            reference_floor=s["sigma_min"] if self.process == "ve" else None,
+            reference_floor=s["sigma_min"] if self.process.name == "ve" else None,
             dtype=x.dtype, device=x.device,
             progress=lambda done, total: pbar.update_absolute(done, total))
         return x

@@ -127,3 +127,32 @@ def test_flow_model_gets_a_flow_schedule(comfy, cache_in_tmp, sd3_model):
     assert bool((sigmas[1:] < sigmas[:-1]).all()) and len(sigmas) == 6
     summary = result["ui"]["sampler_lab_summary"][0]
     assert "calls" in summary and "->" in summary
+
+
+@pytest.mark.parametrize("family", ["eps", "flow"])
+def test_reference_stops_at_a_discrete_models_sigma_min(comfy, cache_in_tmp, monkeypatch,
+                                                       request, family):
+    """A discrete (VE) model is fed timestep 0 below its sigma_min, so the
+    search's reference must stop there; a flow model is continuous to 0.
+    (Was a live bug: the node compared the process object with "ve".)"""
+    from sampler_lab.nodes import optimize as node_module
+    seen = {}
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        raise RuntimeError("stop after the call's arguments are seen")
+    monkeypatch.setattr(node_module, "optimize", spy)
+    model = request.getfixturevalue("sd15_model" if family == "eps" else "sd3_model")
+    dim, extra = (768, {}) if family == "eps" else (4096, {"pooled_output": torch.zeros(1, 2048)})
+    c = torch.zeros(1, 1, dim)
+    channels = 4 if family == "eps" else 16
+    with pytest.raises(RuntimeError, match="call's arguments"), torch.inference_mode():
+        node_module.LabOptimizeSchedule().optimize(
+            model, [[c, dict(extra)]], [[c.clone(), dict(extra)]],
+            {"samples": torch.zeros(1, channels, 8, 8)}, sampler_name="euler", steps=5,
+            cfg=1.0, calibration_seed=0, budget_calls=300)
+    ms = model.model.model_sampling
+    if family == "eps":
+        assert seen["reference_floor"] == pytest.approx(float(ms.sigma_min), rel=1e-6)
+    else:
+        assert seen["reference_floor"] is None
