@@ -32,6 +32,11 @@ def comfy():
         sys.path.insert(0, str(path))
     import comfy.cli_args
     comfy.cli_args.args.cpu = True
+    if (path / "utils" / "__init__.py").is_file():
+        # The newest core's root package `utils`, cached before its `nodes`
+        # puts comfy/ first on sys.path (after which `utils` would be
+        # comfy/utils.py); its server imports it the same way, from main.py.
+        importlib.import_module("utils")
     mods = {}
     for name in ("comfy.samplers", "comfy.sample", "comfy.model_base", "comfy.model_patcher",
                  "comfy.model_sampling", "comfy.supported_models", "comfy.model_management",

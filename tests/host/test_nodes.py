@@ -60,15 +60,19 @@ def _core_custom(comfy, model, sampler_name, sigmas, latent, pos, neg, seed=123,
         model, True, seed, cfg, pos, neg, sampler, sigmas, latent)[0]["samples"]
 
 
-@pytest.mark.parametrize("scheduler", EQUIV_SCHEDULES)
-@pytest.mark.parametrize("sampler", ["euler_ancestral", "dpm_2_ancestral", "dpmpp_2s_ancestral",
-                                     "dpmpp_sde", "dpmpp_2m_sde", "dpmpp_3m_sde"])
+# Left out by design: dpmpp_3m_sde on normal, whose long last step our noisy 3M
+# step takes at a lower order rather than extrapolate the fresh noise (the
+# core's ends with 9.6x the data's std on flow; tests/test_samplers_std_band.py).
+STOCHASTIC_PAIRS = [(sampler, scheduler)
+                    for sampler in ["euler_ancestral", "dpm_2_ancestral", "dpmpp_2s_ancestral",
+                                    "dpmpp_sde", "dpmpp_2m_sde", "dpmpp_3m_sde"]
+                    for scheduler in EQUIV_SCHEDULES
+                    if (sampler, scheduler) != ("dpmpp_3m_sde", "normal")]
+
+
+@pytest.mark.parametrize("sampler,scheduler", STOCHASTIC_PAIRS)
 def test_stochastic_sampler_equals_core_on_the_same_sigmas(comfy, sd15_model, cond, sampler,
                                                            scheduler):
-    if sampler == "dpmpp_3m_sde" and scheduler == "normal":
-        pytest.skip("by design: on normal's long last step our noisy 3M step lowers its order "
-                    "rather than extrapolate the fresh noise (the core's ends with 9.6x the data's "
-                    "std on flow; tests/test_samplers_std_band.py)")
     """With the same sigmas the seeded Brownian path is the host's: the SDE
     samplers give the core's image. (The core's ancestral samplers draw
     per-step noise from the global generator instead; ours use the seeded path

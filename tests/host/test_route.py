@@ -34,8 +34,6 @@ def _fetch(queries, route="sigmas"):
 
 
 def test_route_values_and_errors(comfy):
-    if comfy.host_dir.name != "_comfyui":
-        pytest.skip("the route test drives the PyPI host's server")
     from sampler_lab import schedules
     results = _fetch(["scheduler=karras&steps=12&rho=5",
                       "scheduler=exponential&steps=6&denoise=0.5"] + BAD)
@@ -53,8 +51,6 @@ def test_route_values_and_errors(comfy):
 
 
 def test_info_route(comfy):
-    if comfy.host_dir.name != "_comfyui":
-        pytest.skip("the route test drives the PyPI host's server")
     from sampler_lab.schedules.widget_info import widget_info
     [(status, body)] = _fetch([""], route="info")
     assert status == 200 and body == widget_info()
