@@ -2,7 +2,8 @@
 from . import host
 from .ksampler import with_sigmas
 from .widgets import (CONTROL_NAMES, KSAMPLER_SCHEDULES, check_names, check_sampling_inputs,
-                      control_inputs, control_values, eta_value, noise_strength_input,
+                      control_inputs, control_values, eta_value, late_sampler_option_inputs,
+                      noise_strength_input,
                       s_noise_input, sampler_input, sampler_option_inputs, sampler_options,
                       schedule_param_inputs, schedule_params)
 from ..schedules import get_sigmas, parse_sigmas
@@ -28,7 +29,8 @@ class LabSampler:
                              "s_noise": s_noise_input()},
                 # saved workflows keep widget values by position: the controls
                 # come after every option that existed when they were added
-                "optional": {**sampler_option_inputs(), **control_inputs()}}
+                "optional": {**sampler_option_inputs(), **control_inputs(),
+                             **late_sampler_option_inputs()}}
 
     @classmethod
     def VALIDATE_INPUTS(cls, sampler_name=None, restart=None, noise_strength=None, s_noise=None,

@@ -157,10 +157,42 @@ def schedule_params(scheduler, widget_values):
     return _picked(scheduler, SCHEDULES[scheduler].params, widget_values)
 
 
-def sampler_option_inputs():
+# The option widgets of the release before the controls: they sit before the
+# controls on the Sampler node; every option added since (e.g. the 2026 core's
+# seeds_2_solver_type, exp_heun_2_x0_solver_type) comes after the controls, in
+# registry order, so saved workflows keep their widget positions.
+SHIPPED_SAMPLER_OPTIONS = (
+    "lms_order", "dpm_adaptive_order", "dpm_adaptive_rtol", "dpm_adaptive_atol",
+    "dpm_adaptive_h_init", "dpm_adaptive_pcoeff", "dpm_adaptive_icoeff", "dpm_adaptive_dcoeff",
+    "dpm_adaptive_accept_safety", "dpmpp_2m_solver_type", "dpmpp_sde_r",
+    "dpmpp_2m_sde_solver_type", "uni_pc_order", "uni_pc_bh2_order", "deis_order",
+    "ipndm_order", "ipndm_v_order", "gradient_estimation_ge_gamma", "er_sde_max_stage",
+    "seeds_2_r", "seeds_3_r_1", "seeds_3_r_2", "sa_solver_predictor_order",
+    "sa_solver_corrector_order", "sa_solver_pece_predictor_order",
+    "sa_solver_pece_corrector_order", "dpmpp_sde_gpu_r", "dpmpp_2m_sde_gpu_solver_type",
+    "dpmpp_2m_cfg_pp_solver_type", "gradient_estimation_cfg_pp_ge_gamma",
+)
+
+
+def _all_sampler_option_inputs():
     return _inputs(SAMPLERS, lambda spec: spec.option_specs, lambda owner, name, o: _widget(
         o.kind, o.default, o.lo, o.hi, o.choices, getattr(o, "step", None),
         f"{owner} only: {o.description or name}"))
+
+
+def sampler_option_inputs():
+    """The shipped option widgets (before the controls), in registry order."""
+    return {k: v for k, v in _all_sampler_option_inputs().items()
+            if k in SHIPPED_SAMPLER_OPTIONS}
+
+
+def late_sampler_option_inputs():
+    """Option widgets added after the controls, marked advanced."""
+    out = {}
+    for k, (kind, opts) in _all_sampler_option_inputs().items():
+        if k not in SHIPPED_SAMPLER_OPTIONS:
+            out[k] = (kind, {**opts, "advanced": True})
+    return out
 
 
 def sampler_options(sampler, widget_values):
