@@ -1,9 +1,9 @@
 """SAMPLER and SIGMAS nodes for the core SamplerCustom / SamplerCustomAdvanced."""
 from . import host
-from .ksampler import with_sigmas
+from .ksampler import size_params, with_sigmas
 from .widgets import (CONTROL_NAMES, KSAMPLER_SCHEDULES, check_names, check_sampling_inputs,
                       control_inputs, control_values, eta_value, late_sampler_option_inputs,
-                      noise_strength_input,
+                      noise_strength_input, resolve_scheduler,
                       s_noise_input, sampler_input, sampler_option_inputs, sampler_options,
                       schedule_param_inputs, schedule_params)
 from ..schedules import get_sigmas, parse_sigmas
@@ -73,11 +73,19 @@ class LabScheduler:
                               "tooltip": "Number of steps."}),
             "denoise": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01,
                                   "tooltip": "Fraction of the schedule to keep (img2img)."}),
-        }, "optional": schedule_param_inputs()}
+        }, "optional": {**schedule_param_inputs(),
+                        "latent": ("LATENT", {"tooltip": "Optional: the latent to be sampled; "
+                                                         "flux2 and ideogram4 read the image's "
+                                                         "width and height from it (else their "
+                                                         "width and height widgets)."})}}
 
-    def get_sigmas(self, model, scheduler, steps, denoise=1.0, **params):
-        sigmas = host.schedule(model, scheduler, steps, denoise,
-                               **schedule_params(scheduler, params))
+    def get_sigmas(self, model, scheduler, steps, denoise=1.0, latent=None, **params):
+        ours, alias_params = resolve_scheduler(scheduler)
+        # another pack's name (an API prompt) brings its own parameters
+        values = alias_params if ours != scheduler else schedule_params(scheduler, params)
+        scheduler = ours
+        values.update(size_params(scheduler, model, latent))
+        sigmas = host.schedule(model, scheduler, steps, denoise, **values)
         return with_sigmas((sigmas,), sigmas, model)
 
 

@@ -161,6 +161,7 @@ class LabKSAMPLER(comfy.samplers.KSAMPLER):
 
     def sample(self, model_wrap, sigmas, extra_args, callback, noise, *args, **kwargs):
         self.process = model_process(model_wrap.inner_model.model_sampling)
+        self.noise_scale = noise_scale_of(model_wrap.inner_model.model_sampling)
         if self.process.name == "flow" and len(sigmas) > 1 and \
                 float(sigmas[-1]) > float(sigmas[0]) and float(sigmas[-1]) >= 1.0:
             # The host hands the latent on as x / (1 - sigma) (inverse_noise_scaling).
@@ -186,8 +187,44 @@ class LabKSAMPLER(comfy.samplers.KSAMPLER):
 
     def _run(self, model, x, sigmas, extra_args=None, callback=None, disable=None):
         return run_sampler(self.spec, model, x, sigmas, extra_args, callback, disable,
-                           self.process, self.eta, self.s_noise, self.options,
-                           self.noise_window, self.controls)
+                           self.process, self.eta, self.s_noise * getattr(self, "noise_scale", 1.0),
+                           self.options, self.noise_window, self.controls)
+
+
+def noise_scale_of(ms):
+    """The model's noise scale: the newer cores' ModelNoiseScale node sets a
+    `noise_scale` on the model's sampling object (e.g. 8.0 for HiDream-O1)
+    and their samplers multiply it into the fresh noise of every stochastic
+    step (the initial noise the host scales itself, in its noise_scaling).
+    Detected by presence: 1.0 where the attribute is absent (older hosts).
+    Raises ValueError for a value that is not a finite number > 0."""
+    value = getattr(ms, "noise_scale", None)
+    if value is None:
+        return 1.0
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        v = float("nan")
+    if not (v > 0.0 and v < float("inf")):
+        raise ValueError(f"the model's noise_scale (ModelNoiseScale) must be a finite number "
+                         f"> 0, got {value!r}")
+    return v
+
+
+def latent_pixels(model, latent):
+    """(width, height) in image pixels of a LATENT dict, for the schedules
+    that depend on the image size (flux2, ideogram4): the latent's last two
+    dimensions times the model's spatial compression, read from its latent
+    format where the host declares it (spacial_downscale_ratio), else 16 for
+    128-channel latents (FLUX.2's packed 2x2 patches of its /8 VAE) and 8
+    otherwise (SD, SDXL, SD3, Flux.1)."""
+    samples = latent["samples"]
+    inner = getattr(model, "model", None)
+    fmt = getattr(inner, "latent_format", None)
+    ratio = getattr(fmt, "spacial_downscale_ratio", None)
+    if not isinstance(ratio, (int, float)) or ratio <= 0:
+        ratio = 16 if samples.ndim >= 4 and samples.shape[1] == 128 else 8
+    return int(samples.shape[-1] * ratio), int(samples.shape[-2] * ratio)
 
 
 def run_sampler(spec, model, x, sigmas, extra_args, callback, disable, process, eta=None,
@@ -268,9 +305,10 @@ def _inner_model_sampling(model_k):
 
 def _core_sampler_function(spec):
     def sample(model, x, sigmas, extra_args=None, callback=None, disable=None, **options):
-        process = model_process(_inner_model_sampling(model))
+        ms = _inner_model_sampling(model)
+        process = model_process(ms)
         return run_sampler(spec, model, x, sigmas, extra_args, callback, disable, process,
-                           options=options)
+                           s_noise=noise_scale_of(ms), options=options)
     sample.__name__ = f"sample_{CORE_PREFIX}{spec.name}"
     return sample
 

@@ -3,8 +3,10 @@ inputs in the core's order, then ours. A workflow built with the core node
 switches to ours by changing the node type."""
 
 from . import host
+from ..schedules import SCHEDULES
 from .widgets import (check_sampling_inputs, control_inputs, control_values, eta_value,
-                      noise_strength_input, s_noise_input, sampler_input, scheduler_input)
+                      noise_strength_input, resolve_scheduler, s_noise_input, sampler_input,
+                      scheduler_input)
 
 CATEGORY = "sampling/sampler_lab"
 MAX_SEED = 0xFFFFFFFFFFFFFFFF
@@ -32,6 +34,16 @@ def _ours():
     return {"noise_strength": noise_strength_input(), "s_noise": s_noise_input()}
 
 
+def size_params(scheduler, model, latent):
+    """width and height (image pixels, from the latent) for the schedules
+    that take them (flux2, ideogram4); {} for the others."""
+    params = SCHEDULES[scheduler].params if scheduler in SCHEDULES else {}
+    if latent is None or "width" not in params:
+        return {}
+    width, height = host.latent_pixels(model, latent)
+    return {"width": width, "height": height}
+
+
 def with_sigmas(result, sigmas, model=None):
     """The node's outputs plus the sigmas it used and, given the model, its
     family, process and shift (host.model_family), for the web widget
@@ -48,8 +60,11 @@ def _run(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, l
          force_full_denoise=False, controls=None):
     eta = eta_value(noise_strength)
     window, engine_controls = control_values(sampler_name, controls or {})
+    scheduler, params = resolve_scheduler(scheduler)
+    params.update(size_params(scheduler, model, latent))
     sigmas = host.schedule(model, scheduler, steps, denoise,
-                           discard_penultimate=host.core_discards_penultimate(sampler_name))
+                           discard_penultimate=host.core_discards_penultimate(sampler_name),
+                           **params)
     # start/end steps exactly as the core KSampler applies them.
     if last_step is not None and last_step < len(sigmas) - 1:
         sigmas = sigmas[:last_step + 1].clone()

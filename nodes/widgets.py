@@ -5,7 +5,7 @@ import math
 
 from ..samplers import SAMPLER_NAMES, SAMPLERS
 from ..samplers.controls import as_detail, parse_restart
-from ..schedules import SCHEDULES
+from ..schedules import SCHEDULES, aliases
 from ..schedules.preview import KSAMPLER_SCHEDULES  # noqa: F401  (the nodes' list)
 
 
@@ -26,9 +26,26 @@ def check_names(sampler_name=None, scheduler=None):
         return (f"sampler_name {sampler_name!r} is not a Sampler Lab sampler; ours: "
                 f"{', '.join(SAMPLER_NAMES)}")
     if isinstance(scheduler, str) and scheduler not in KSAMPLER_SCHEDULES:
-        return (f"scheduler {scheduler!r} is not a Sampler Lab schedule; ours: "
-                f"{', '.join(KSAMPLER_SCHEDULES)}")
+        try:
+            known = aliases.resolve(scheduler) is not None
+        except ValueError as exc:
+            return str(exc)
+        if not known:
+            return (f"scheduler {scheduler!r} is not a Sampler Lab schedule; ours: "
+                    f"{', '.join(KSAMPLER_SCHEDULES)}; also accepted (other packs' names): "
+                    f"{', '.join(aliases.alias_names())}")
     return True
+
+
+def resolve_scheduler(scheduler):
+    """A scheduler widget value -> (our schedule, its parameters): our names
+    as they are, other packs' names through schedules.aliases."""
+    if scheduler in KSAMPLER_SCHEDULES:
+        return scheduler, {}
+    found = aliases.resolve(scheduler)
+    if found is None:
+        raise ValueError(check_names(scheduler=scheduler))
+    return found
 
 
 def check_ranges(declared, **values):

@@ -108,3 +108,26 @@ def test_resolution_inputs_are_checked():
         get_sigmas("flux2", 8, width=0, height=1024)
     with pytest.raises(ValueError, match="std"):
         get_sigmas("ideogram4", 8, std=0.0)
+
+
+MANUAL_SIGMAS_TEXTS = ["1, 0.5", "1.0, 0.757, 0.522, 0.0", "[1.0, 0.75, 0.5, 0.25, 0.0]",
+                       "14.615, 6.475; 3.861; 0", "0.999\n0.866\n0.634\n0.342\n0",
+                       "(1.0, 0.9375, 0.8333, 0.625, 0.0)", "  1.0 ,0.5 ,  0.25  "]
+
+
+@pytest.mark.parametrize("text", MANUAL_SIGMAS_TEXTS)
+def test_custom_sigmas_read_manual_sigmas_text(text):
+    """The core's ManualSigmas keeps every number of its text (a regex over
+    it); ours reads the same numbers from these forms (and appends the 0 our
+    Custom Sigmas always has)."""
+    import re
+    from sampler_lab.schedules import parse_sigmas
+    core = [float(v) for v in re.findall(r"[-+]?(?:\d*\.*\d+)", text)]
+    want = core if core[-1] == 0.0 else core + [0.0]
+    assert parse_sigmas(text) == want
+
+
+def test_custom_sigmas_name_a_bad_token():
+    from sampler_lab.schedules import parse_sigmas
+    with pytest.raises(ValueError, match="item 2 'x'"):
+        parse_sigmas("1.0, x, 0")
