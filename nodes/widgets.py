@@ -164,10 +164,24 @@ def _picked(owner, params, widget_values):
     return out
 
 
+# The schedule parameter widgets of the previous release; those added since
+# (flux2's and ideogram4's) are marked advanced, so the node stays light.
+SHIPPED_SCHEDULE_PARAMS = (
+    "karras_rho", "polyexponential_rho", "beta_alpha", "beta_beta",
+    "linear_quadratic_threshold_noise", "linear_quadratic_linear_steps", "laplace_mu",
+    "laplace_beta", "vp_beta_d", "vp_beta_min", "vp_eps_s", "align_your_steps_model_type",
+    "gits_coeff", "bong_tangent_middle", "bong_tangent_pivot_1", "bong_tangent_pivot_2",
+    "bong_tangent_slope_1", "bong_tangent_slope_2", "optimal_steps_model_type",
+    "ltxv_max_shift", "ltxv_base_shift", "ltxv_stretch", "ltxv_terminal", "ltxv_tokens",
+)
+
+
 def schedule_param_inputs():
-    return _inputs(SCHEDULES, lambda spec: spec.params, lambda owner, name, p: _widget(
+    out = _inputs(SCHEDULES, lambda spec: spec.params, lambda owner, name, p: _widget(
         p.kind, p.default, p.lo, p.hi, p.choices, p.step,
         f"{owner} only: {p.description}"))
+    return {k: v if k in SHIPPED_SCHEDULE_PARAMS else (v[0], {**v[1], "advanced": True})
+            for k, v in out.items()}
 
 
 def schedule_params(scheduler, widget_values):
@@ -313,3 +327,44 @@ def control_values(sampler, values):
         controls["detail"] = as_detail({k: float(v[f"detail_{k}"])
                                         for k in ("amount", "start", "end", "bias", "exponent")})
     return window, controls
+
+
+# --- two experts (Wan 2.2's high/low-noise pair): appended, advanced ----------
+
+def expert_inputs():
+    """model_low (a socket), boundary, boundary_unit, cfg_low: optional and
+    advanced, after every existing input."""
+    return {
+        "model_low": ("MODEL", {"advanced": True,
+                                "tooltip": "Optional second expert: the low-noise model (Wan "
+                                           "2.2's low-noise A14B, a refiner). The run switches "
+                                           "to it where sigma falls below the boundary: one "
+                                           "run, one noise path, a multistep history kept."}),
+        "boundary": ("FLOAT", {"default": 875.0, "min": 0.0, "max": 1000.0, "step": 0.001,
+                               "round": 0.0001, "advanced": True,
+                               "tooltip": "Where model_low takes over: a model timestep "
+                                          "(0-1000; Wan 2.2: 875 text-to-video, 900 "
+                                          "image-to-video) or a sigma (boundary_unit)."}),
+        "boundary_unit": (["timestep", "sigma"], {"default": "timestep", "advanced": True,
+                                                  "tooltip": "How boundary is given."}),
+        "cfg_low": ("FLOAT", {"default": -1.0, "min": -1.0, "max": 100.0, "step": 0.1,
+                              "round": 0.01, "advanced": True,
+                              "tooltip": "CFG of the low-noise expert; -1: the same cfg."}),
+    }
+
+
+EXPERT_NAMES = tuple(expert_inputs())
+
+
+def expert_values(values):
+    """The widgets' values -> the engine's experts dict, or None without a
+    model_low."""
+    if values.get("model_low") is None:
+        return None
+    decl = expert_inputs()
+    out = {k: values.get(k, decl[k][1].get("default")) for k in EXPERT_NAMES}
+    cfg_low = float(out["cfg_low"])
+    if not (cfg_low == -1.0 or 0.0 <= cfg_low <= 100.0):
+        raise ValueError(f"cfg_low must be -1 (the same cfg) or in [0, 100], got {cfg_low}")
+    return out
+

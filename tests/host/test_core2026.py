@@ -63,12 +63,12 @@ def test_the_2026_lists_are_45_and_9():
 
 def test_every_2026_core_prompt_runs_on_ours(comfy, host_nodes, sd15_model, cond):
     """45 sampler names x 9 schedulers: the retyped prompt validates in the
-    host and runs (3 steps, cfg 1.5 so CFG++ names get a real CFG) to a
+    host and runs (4 steps, cfg 1.5 so CFG++ names get a real CFG) to a
     finite latent of the data's scale."""
     failures = []
     for name in CORE_2026_SAMPLERS:
         for scheduler in CORE_2026_SCHEDULERS:
-            prompt = _retyped(_core_prompt(sampler_name=name, scheduler=scheduler, steps=3,
+            prompt = _retyped(_core_prompt(sampler_name=name, scheduler=scheduler, steps=4,
                                            cfg=1.5))
             errors = _errors_of(validate(comfy, prompt), "4")
             if errors:
@@ -198,3 +198,19 @@ def test_noise_scale_multiplies_the_fresh_noise(comfy, host_nodes, sd15_model, c
     finally:
         del ms.noise_scale
     assert torch.equal(_run(host_nodes, sd15_model, cond, prompt)["result"][0]["samples"], plain)
+
+
+def test_the_new_widgets_are_advanced(comfy):
+    """Issue 20's light node: every widget added for issue 23 is advanced."""
+    want = {"SamplerLabKSamplerAdvanced": ("model_low", "boundary", "boundary_unit", "cfg_low"),
+            "SamplerLabSampler": ("seeds_2_solver_type", "exp_heun_2_x0_solver_type",
+                                  "exp_heun_2_x0_sde_solver_type", "model_low", "boundary",
+                                  "boundary_unit", "cfg_low"),
+            "SamplerLabScheduler": ("flux2_width", "flux2_height", "ideogram4_width",
+                                    "ideogram4_height", "ideogram4_mu", "ideogram4_std")}
+    for node, names in want.items():
+        optional = comfy.lab.NODE_CLASS_MAPPINGS[node].INPUT_TYPES()["optional"]
+        for name in names:
+            assert optional[name][1].get("advanced") is True, (node, name)
+    shipped = comfy.lab.NODE_CLASS_MAPPINGS["SamplerLabScheduler"].INPUT_TYPES()["optional"]
+    assert not shipped["karras_rho"][1].get("advanced")
