@@ -206,3 +206,25 @@ def test_a_host_without_cfgguider_says_so(comfy, host_nodes, cond):
     with pytest.raises(ValueError, match="model_low .*CFGGuider"):
         _advanced(host_nodes, high, cond, "euler", 4, model_low=low, boundary=2.0,
                   boundary_unit="sigma")
+
+
+def test_the_preview_route_carries_the_boundary(comfy):
+    """GET /sampler_lab/sigmas with boundary (and boundary_unit) answers the
+    boundary's sigma and the step where model_low takes over, for the
+    preview to mark."""
+    from sampler_lab.nodes import routes
+    from sampler_lab.schedules import get_sigmas
+    from sampler_lab.schedules.sampling import FlowSampling
+    body = routes.sigmas_answer({"scheduler": "simple", "steps": "8", "family": "flow",
+                                 "shift": "5", "boundary": "875"})
+    assert math.isclose(body["boundary_sigma"], 0.875, rel_tol=1e-9)
+    sig = get_sigmas("simple", 8, model_sampling=FlowSampling(shift=5.0)).tolist()
+    assert body["sigmas"] == sig
+    k = body["switch_step"]
+    assert all(s >= 0.875 for s in sig[:k]) and sig[k] < 0.875
+    sd = routes.sigmas_answer({"scheduler": "karras", "steps": "10", "boundary": "2.0",
+                               "boundary_unit": "sigma"})
+    assert sd["boundary_sigma"] == 2.0 and sd["sigmas"][sd["switch_step"]] < 2.0
+    with pytest.raises(ValueError, match="boundary"):
+        routes.sigmas_answer({"scheduler": "karras", "steps": "10", "boundary": "99",
+                              "boundary_unit": "sigma"})
