@@ -214,3 +214,31 @@ def test_the_new_widgets_are_advanced(comfy):
             assert optional[name][1].get("advanced") is True, (node, name)
     shipped = comfy.lab.NODE_CLASS_MAPPINGS["SamplerLabScheduler"].INPUT_TYPES()["optional"]
     assert not shipped["karras_rho"][1].get("advanced")
+
+
+@pytest.mark.parametrize("kind", ["eps", "flow"])
+def test_exp_heun_phi_1_is_the_host_seeds_2_at_r_1(comfy, kind):
+    """The 2026 core's exp_heun_2_x0 is its seeds_2 at r = 1; this host's own
+    seeds_2 (phi_1 weights only, r a parameter) at r = 1, eta = 0 is the
+    phi_1 form of ours, to float64 rounding."""
+    import corekit
+    from sampler_lab import samplers
+    from sampler_lab.nodes import host
+    from sampler_lab.schedules import get_sigmas
+    import comfy.k_diffusion.sampling as kds
+    fn = getattr(kds, "sample_seeds_2", None)
+    ms = corekit.model_sampling(comfy, kind)
+    if fn is None or ms is None or not corekit.host_takes(fn, "r"):
+        pytest.skip("this host has no seeds_2 with r (or no flow models)")
+    data = corekit.gaussian(kind)
+    process = host.model_process(ms)
+    sig = get_sigmas("karras", 10, sigma_min=0.03, sigma_max=14.6) if kind == "eps" else \
+        get_sigmas("simple", 10, model_sampling=host.sampling_of(ms))
+    sig = sig.double()
+    x = corekit.start(sig)
+    core = fn(corekit.HostModel(data.denoiser, ms), x.clone(), sig.clone(), eta=0.0,
+              s_noise=0.0, r=1.0, disable=True)
+    ours = samplers.get_sampler("exp_heun_2_x0").fn(data.denoiser, x.clone(), sig,
+                                                     process=process, solver_type="phi_1")
+    assert float((ours - core).abs().max()) < 1e-9 * float(core.abs().max()), \
+        float((ours - core).abs().max())
