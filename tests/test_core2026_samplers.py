@@ -57,8 +57,12 @@ def _one_step(process, s, t, x, solver_type, r, eta=0.0, z=None):
         out = (t / s) * math.exp(-h * eta) * x + \
             a_t * ((1.0 - math.exp(-big_h) - b2) * d0 + b2 * d_r)
     if eta > 0.0:
-        # r = 1: the last segment is empty, the step ends with the stage's noise
-        out = out + noise * t
+        # the stage's noise decayed over the rest of the step, plus the rest's
+        # own (the same unit draw z from the fixed source); r = 1: the rest is
+        # empty and the step ends with the stage's noise
+        rest = (r - 1.0) * h * eta
+        tail = math.sqrt(max(0.0, 1.0 - math.exp(2.0 * rest))) * z
+        out = out + (noise * math.exp(rest) + tail) * t
     return out
 
 
@@ -95,6 +99,20 @@ class _Fixed:
 
     def __call__(self, sigma, sigma_next):
         return self.z
+
+
+@pytest.mark.parametrize("process", ["ve", "flow"])
+@pytest.mark.parametrize("solver_type,r", [("phi_1", 0.5), ("phi_2", 0.5), ("phi_2", 0.3)])
+def test_seeds_2_sde_step_is_the_hand_formula(process, solver_type, r):
+    s, t = STEPS[process]
+    x = _x() * (s if process == "ve" else 1.0)
+    z = _x(7)
+    den = models.GaussianData(*DATA[process], process).denoiser
+    out = samplers.get_sampler("seeds_2").fn(
+        den, x, torch.tensor([s, t], dtype=torch.float64), process=process, eta=1.0,
+        noise=_Fixed(z), solver_type=solver_type, r=r)
+    want = _one_step(process, s, t, x, solver_type, r, eta=1.0, z=z)
+    assert torch.allclose(out, want, rtol=0, atol=1e-12), (out - want).abs().max()
 
 
 @pytest.mark.parametrize("process", ["ve", "flow"])
