@@ -67,10 +67,13 @@ QUICK_BUDGETS = (5, 8, 10, 16, 20)
 TRAINED_BUDGETS = (5, 6, 7, 8, 9, 10, 12, 14, 16, 20, 30, 50)
 SCHEDULES = ("karras", "exponential", "normal", "simple", "align_your_steps", "gits")
 # Every schedule of ours on the trained problems, less those made for other
-# models (sd_turbo, ltxv) and custom; those that do not start at the model's
-# sigma_max or leave its range drop out per problem (schedules_for).
+# models (sd_turbo, ltxv; issue 23's model and distillation schedules) and
+# custom; those that do not start at the model's sigma_max or leave its range
+# drop out per problem (schedules_for).
 TRAINED_SCHEDULES = tuple(n for n in schedules.SCHEDULE_NAMES
-                          if n not in ("custom", "sd_turbo", "ltxv"))
+                          if n not in ("custom", "sd_turbo", "ltxv", "flux2", "ideogram4",
+                                       "lightning_wan22_4", "lightning_wan22_8",
+                                       "flux2_dev_turbo_8", "trailing", "lcm"))
 HOST_SAMPLERS = ("euler", "heun", "lms", "dpm_2", "dpmpp_2s_ancestral", "dpmpp_sde",
                  "dpmpp_2m", "dpmpp_2m_sde", "dpmpp_3m_sde", "dpm_fast")
 ADAPTIVE = "dpm_adaptive"

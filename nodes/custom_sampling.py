@@ -1,9 +1,10 @@
 """SAMPLER and SIGMAS nodes for the core SamplerCustom / SamplerCustomAdvanced."""
 from . import host
-from .ksampler import with_sigmas
-from .widgets import (CONTROL_NAMES, KSAMPLER_SCHEDULES, check_names, check_sampling_inputs,
-                      control_inputs, control_values, eta_value, noise_strength_input,
-                      s_noise_input, sampler_input, sampler_option_inputs, sampler_options,
+from .ksampler import size_params, with_sigmas
+from .widgets import (CONTROL_NAMES, EXPERT_NAMES, KSAMPLER_SCHEDULES, check_names,
+                      check_ranges, check_sampling_inputs, control_inputs, control_values,
+                      eta_value, expert_inputs, expert_values, late_sampler_option_inputs,
+                      noise_strength_input, resolve_scheduler, s_noise_input, sampler_input, sampler_option_inputs, sampler_options,
                       schedule_param_inputs, schedule_params)
 from ..schedules import get_sigmas, parse_sigmas
 
@@ -28,25 +29,31 @@ class LabSampler:
                              "s_noise": s_noise_input()},
                 # saved workflows keep widget values by position: the controls
                 # come after every option that existed when they were added
-                "optional": {**sampler_option_inputs(), **control_inputs()}}
+                "optional": {**sampler_option_inputs(), **control_inputs(),
+                             **late_sampler_option_inputs(), **expert_inputs()}}
 
     @classmethod
     def VALIDATE_INPUTS(cls, sampler_name=None, restart=None, noise_strength=None, s_noise=None,
                         noise_start=None, noise_end=None, s_churn=None,
                         s_tmin=None, s_tmax=None, detail_amount=None, detail_start=None,
-                        detail_end=None, detail_bias=None, detail_exponent=None):
-        return check_sampling_inputs(
+                        detail_end=None, detail_bias=None, detail_exponent=None,
+                        boundary=None, cfg_low=None):
+        ok = check_sampling_inputs(
             sampler_name, None, restart, noise_strength=noise_strength, s_noise=s_noise,
             noise_start=noise_start, noise_end=noise_end, s_churn=s_churn, s_tmin=s_tmin,
             s_tmax=s_tmax, detail_amount=detail_amount, detail_start=detail_start,
             detail_end=detail_end, detail_bias=detail_bias, detail_exponent=detail_exponent)
+        return ok if ok is not True else check_ranges(expert_inputs(), boundary=boundary,
+                                                      cfg_low=cfg_low)
 
     def get_sampler(self, sampler_name, noise_strength=-1.0, s_noise=1.0, **options):
         controls = {k: options.pop(k) for k in CONTROL_NAMES if k in options}
+        experts = expert_values({k: options.pop(k) for k in EXPERT_NAMES if k in options})
         window, engine_controls = control_values(sampler_name, controls)
         return (host.LabKSAMPLER(sampler_name, eta=eta_value(noise_strength), s_noise=s_noise,
                                  options=sampler_options(sampler_name, options),
-                                 noise_window=window, controls=engine_controls),)
+                                 noise_window=window, controls=engine_controls,
+                                 experts=experts),)
 
 
 class LabScheduler:
@@ -71,11 +78,19 @@ class LabScheduler:
                               "tooltip": "Number of steps."}),
             "denoise": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01,
                                   "tooltip": "Fraction of the schedule to keep (img2img)."}),
-        }, "optional": schedule_param_inputs()}
+        }, "optional": {**schedule_param_inputs(),
+                        "latent": ("LATENT", {"tooltip": "Optional: the latent to be sampled; "
+                                                         "flux2 and ideogram4 read the image's "
+                                                         "width and height from it (else their "
+                                                         "width and height widgets)."})}}
 
-    def get_sigmas(self, model, scheduler, steps, denoise=1.0, **params):
-        sigmas = host.schedule(model, scheduler, steps, denoise,
-                               **schedule_params(scheduler, params))
+    def get_sigmas(self, model, scheduler, steps, denoise=1.0, latent=None, **params):
+        ours, alias_params = resolve_scheduler(scheduler)
+        # another pack's name (an API prompt) brings its own parameters
+        values = alias_params if ours != scheduler else schedule_params(scheduler, params)
+        scheduler = ours
+        values.update(size_params(scheduler, model, latent))
+        sigmas = host.schedule(model, scheduler, steps, denoise, **values)
         return with_sigmas((sigmas,), sigmas, model)
 
 

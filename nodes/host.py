@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 import comfy.model_sampling as _model_sampling
+import comfy.model_management
 import comfy.sample
 import comfy.samplers
 import comfy.utils
@@ -16,6 +17,7 @@ import latent_preview
 
 from ..samplers import BrownianNoise, get_process, get_sampler
 from ..samplers.controls import parse_restart, restart_pieces
+from ..samplers.experts import ExpertSwitch, boundary_sigma
 from ..schedules import get_sigmas, ksampler_sigmas
 from ..schedules.sampling import (DiscreteSampling, FlowSampling, FluxSampling,
                                   MappedSampling)
@@ -149,8 +151,10 @@ class LabKSAMPLER(comfy.samplers.KSAMPLER):
     restart and detail (samplers/controls.py)."""
 
     def __init__(self, name, eta=None, s_noise=1.0, options=None, noise_window=None,
-                 controls=None):
+                 controls=None, experts=None):
         self.spec = get_sampler(name)
+        # two experts: {"model_low", "boundary", "boundary_unit", "cfg_low"}
+        self.experts = experts
         self.eta = eta
         self.s_noise = s_noise
         self.options = dict(options or {})
@@ -161,6 +165,12 @@ class LabKSAMPLER(comfy.samplers.KSAMPLER):
 
     def sample(self, model_wrap, sigmas, extra_args, callback, noise, *args, **kwargs):
         self.process = model_process(model_wrap.inner_model.model_sampling)
+        self.noise_scale = noise_scale_of(model_wrap.inner_model.model_sampling)
+        if self.experts is not None and self.experts.get("model_low") is not None:
+            latent_image = args[0] if args else kwargs.get("latent_image")
+            denoise_mask = args[1] if len(args) > 1 else kwargs.get("denoise_mask")
+            model_wrap = two_experts(model_wrap, self.experts, noise, latent_image,
+                                     denoise_mask, (extra_args or {}).get("seed"))
         if self.process.name == "flow" and len(sigmas) > 1 and \
                 float(sigmas[-1]) > float(sigmas[0]) and float(sigmas[-1]) >= 1.0:
             # The host hands the latent on as x / (1 - sigma) (inverse_noise_scaling).
@@ -186,8 +196,112 @@ class LabKSAMPLER(comfy.samplers.KSAMPLER):
 
     def _run(self, model, x, sigmas, extra_args=None, callback=None, disable=None):
         return run_sampler(self.spec, model, x, sigmas, extra_args, callback, disable,
-                           self.process, self.eta, self.s_noise, self.options,
-                           self.noise_window, self.controls)
+                           self.process, self.eta, self.s_noise * getattr(self, "noise_scale", 1.0),
+                           self.options, self.noise_window, self.controls)
+
+
+def with_expert(model, model_low):
+    """A clone of `model` that brings model_low along when the host loads it
+    for sampling (set_additional_models, where the host has it), so both
+    experts are loaded together rather than one evicting the other."""
+    setter = getattr(model, "set_additional_models", None)
+    if setter is None or model_low is None:
+        return model
+    model = model.clone()
+    setter("sampler_lab_model_low", [model_low])
+    return model
+
+
+def expert_boundary(ms, value, unit):
+    """The boundary between two experts as a sigma of the model's sampling
+    `ms` (unit "sigma", or "timestep": the timestep the model is called
+    with, so 875 is Wan 2.2's text-to-video switch, sigma 0.875 on its flow
+    model). The host's sigma(t) where it inverts the model's timestep(sigma)
+    (discrete tables, interpolated); else (flow models, whose sigma(t) adds
+    the shift while timestep(sigma) = 1000 sigma) timestep(sigma) inverted
+    by bisection. ValueError naming `boundary`."""
+    to_t = _host_map(ms.timestep)
+    timestep_of = lambda s: float(to_t([s])[0])  # noqa: E731
+    sig = boundary_sigma(value, unit, float(ms.sigma_min), float(ms.sigma_max), timestep_of)
+    if unit == "timestep":
+        direct = float(_host_map(ms.sigma)([float(value)])[0])
+        if 0.0 < direct and abs(timestep_of(direct) - float(value)) <= 0.5 and \
+                abs(timestep_of(sig) - float(value)) <= 0.5:
+            return direct
+    return sig
+
+
+def two_experts(guider, experts, noise, latent_image, denoise_mask, seed):
+    """The host's guider (high-noise expert) and a second guider over
+    experts["model_low"] with the same conditioning (and cfg_low, -1: the
+    same cfg), behind one engine ExpertSwitch at the boundary: the sampler
+    runs once over both. Needs a host with CFGGuider (2024-04 or newer).
+    Raises ValueError naming model_low for a model of another family (flow
+    vs eps/v: their sigmas mean different things) and naming boundary for
+    one outside the model's range."""
+    guider_cls = getattr(comfy.samplers, "CFGGuider", None)
+    if guider_cls is None or not isinstance(guider, guider_cls):
+        raise ValueError("model_low (two experts) needs a ComfyUI whose sampling goes through "
+                         "CFGGuider (April 2024 or newer); this one does not")
+    low_patcher = experts["model_low"]
+    ms_high = guider.inner_model.model_sampling
+    ms_low = model_sampling(low_patcher)
+    if process_of(ms_high) != process_of(ms_low):
+        raise ValueError(f"model_low is a {process_of(ms_low)} model but model is "
+                         f"{process_of(ms_high)}: both experts must be of one family (flow "
+                         f"with flow, eps/v with eps/v)")
+    boundary = expert_boundary(ms_high, experts.get("boundary", 875.0),
+                               experts.get("boundary_unit", "timestep"))
+    cfg_low = float(experts.get("cfg_low", -1.0))
+    low = guider_cls(low_patcher)
+    low.set_cfg(guider.cfg if cfg_low < 0 else cfg_low)
+    if low_patcher not in getattr(guider, "loaded_models", []):
+        comfy.model_management.load_models_gpu([low_patcher])
+    pre_run = getattr(low_patcher, "pre_run", None)
+    if pre_run is not None:  # the host's hooks read model.current_patcher
+        pre_run()
+    low.inner_model = low_patcher.model
+    conds = {k: [c.copy() for c in v] for k, v in guider.original_conds.items()}
+    device = noise.device
+    low.conds = comfy.samplers.process_conds(low.inner_model, noise, conds, device, latent_image,
+                                             denoise_mask, seed)
+    return ExpertSwitch(guider, low, boundary)
+
+
+def noise_scale_of(ms):
+    """The model's noise scale: the newer cores' ModelNoiseScale node sets a
+    `noise_scale` on the model's sampling object (e.g. 8.0 for HiDream-O1)
+    and their samplers multiply it into the fresh noise of every stochastic
+    step (the initial noise the host scales itself, in its noise_scaling).
+    Detected by presence: 1.0 where the attribute is absent (older hosts).
+    Raises ValueError for a value that is not a finite number > 0."""
+    value = getattr(ms, "noise_scale", None)
+    if value is None:
+        return 1.0
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        v = float("nan")
+    if not (v > 0.0 and v < float("inf")):
+        raise ValueError(f"the model's noise_scale (ModelNoiseScale) must be a finite number "
+                         f"> 0, got {value!r}")
+    return v
+
+
+def latent_pixels(model, latent):
+    """(width, height) in image pixels of a LATENT dict, for the schedules
+    that depend on the image size (flux2, ideogram4): the latent's last two
+    dimensions times the model's spatial compression, read from its latent
+    format where the host declares it (spacial_downscale_ratio), else 16 for
+    128-channel latents (FLUX.2's packed 2x2 patches of its /8 VAE) and 8
+    otherwise (SD, SDXL, SD3, Flux.1)."""
+    samples = latent["samples"]
+    inner = getattr(model, "model", None)
+    fmt = getattr(inner, "latent_format", None)
+    ratio = getattr(fmt, "spacial_downscale_ratio", None)
+    if not isinstance(ratio, (int, float)) or ratio <= 0:
+        ratio = 16 if samples.ndim >= 4 and samples.shape[1] == 128 else 8
+    return int(samples.shape[-1] * ratio), int(samples.shape[-2] * ratio)
 
 
 def run_sampler(spec, model, x, sigmas, extra_args, callback, disable, process, eta=None,
@@ -268,9 +382,10 @@ def _inner_model_sampling(model_k):
 
 def _core_sampler_function(spec):
     def sample(model, x, sigmas, extra_args=None, callback=None, disable=None, **options):
-        process = model_process(_inner_model_sampling(model))
+        ms = _inner_model_sampling(model)
+        process = model_process(ms)
         return run_sampler(spec, model, x, sigmas, extra_args, callback, disable, process,
-                           options=options)
+                           s_noise=noise_scale_of(ms), options=options)
     sample.__name__ = f"sample_{CORE_PREFIX}{spec.name}"
     return sample
 

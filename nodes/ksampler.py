@@ -3,8 +3,11 @@ inputs in the core's order, then ours. A workflow built with the core node
 switches to ours by changing the node type."""
 
 from . import host
-from .widgets import (check_sampling_inputs, control_inputs, control_values, eta_value,
-                      noise_strength_input, s_noise_input, sampler_input, scheduler_input)
+from ..schedules import SCHEDULES
+from .widgets import (EXPERT_NAMES, check_ranges, check_sampling_inputs, control_inputs,
+                      control_values, eta_value, expert_inputs, expert_values,
+                      noise_strength_input, resolve_scheduler, s_noise_input, sampler_input,
+                      scheduler_input)
 
 CATEGORY = "sampling/sampler_lab"
 MAX_SEED = 0xFFFFFFFFFFFFFFFF
@@ -32,6 +35,16 @@ def _ours():
     return {"noise_strength": noise_strength_input(), "s_noise": s_noise_input()}
 
 
+def size_params(scheduler, model, latent):
+    """width and height (image pixels, from the latent) for the schedules
+    that take them (flux2, ideogram4); {} for the others."""
+    params = SCHEDULES[scheduler].params if scheduler in SCHEDULES else {}
+    if latent is None or "width" not in params:
+        return {}
+    width, height = host.latent_pixels(model, latent)
+    return {"width": width, "height": height}
+
+
 def with_sigmas(result, sigmas, model=None):
     """The node's outputs plus the sigmas it used and, given the model, its
     family, process and shift (host.model_family), for the web widget
@@ -47,9 +60,14 @@ def _run(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, l
          denoise, noise_strength, s_noise, add_noise=True, start_step=None, last_step=None,
          force_full_denoise=False, controls=None):
     eta = eta_value(noise_strength)
-    window, engine_controls = control_values(sampler_name, controls or {})
+    controls = dict(controls or {})
+    experts = expert_values({k: controls.pop(k) for k in EXPERT_NAMES if k in controls})
+    window, engine_controls = control_values(sampler_name, controls)
+    scheduler, params = resolve_scheduler(scheduler)
+    params.update(size_params(scheduler, model, latent))
     sigmas = host.schedule(model, scheduler, steps, denoise,
-                           discard_penultimate=host.core_discards_penultimate(sampler_name))
+                           discard_penultimate=host.core_discards_penultimate(sampler_name),
+                           **params)
     # start/end steps exactly as the core KSampler applies them.
     if last_step is not None and last_step < len(sigmas) - 1:
         sigmas = sigmas[:last_step + 1].clone()
@@ -61,7 +79,9 @@ def _run(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, l
         else:
             return with_sigmas((latent.copy(),), None, model)
     sampler = host.LabKSAMPLER(sampler_name, eta=eta, s_noise=s_noise, noise_window=window,
-                               controls=engine_controls)
+                               controls=engine_controls, experts=experts)
+    if experts is not None:
+        model = host.with_expert(model, experts["model_low"])
     return with_sigmas((host.sample(model, seed, cfg, sampler, sigmas, positive, negative,
                                     latent, add_noise=add_noise),), sigmas, model)
 
@@ -69,13 +89,15 @@ def _run(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, l
 def _validate_inputs(cls, sampler_name=None, scheduler=None, restart=None, noise_strength=None,
                      s_noise=None, noise_start=None, noise_end=None, s_churn=None, s_tmin=None,
                      s_tmax=None, detail_amount=None, detail_start=None, detail_end=None,
-                     detail_bias=None, detail_exponent=None):
+                     detail_bias=None, detail_exponent=None, boundary=None, cfg_low=None):
     """Both KSamplers' VALIDATE_INPUTS: the host passes the inputs named here."""
-    return check_sampling_inputs(
+    ok = check_sampling_inputs(
         sampler_name, scheduler, restart, noise_strength=noise_strength, s_noise=s_noise,
         noise_start=noise_start, noise_end=noise_end, s_churn=s_churn, s_tmin=s_tmin,
         s_tmax=s_tmax, detail_amount=detail_amount, detail_start=detail_start,
         detail_end=detail_end, detail_bias=detail_bias, detail_exponent=detail_exponent)
+    return ok if ok is not True else check_ranges(expert_inputs(), boundary=boundary,
+                                                  cfg_low=cfg_low)
 
 
 class LabKSampler:
@@ -131,7 +153,7 @@ class LabKSamplerAdvanced:
             "return_with_leftover_noise": (["disable", "enable"], {
                 "tooltip": "enable: stop with the noise of end_at_step left in (for a "
                            "refiner); disable: finish with a denoise to 0."}),
-        }, "optional": {**_ours(), **control_inputs()}}
+        }, "optional": {**_ours(), **control_inputs(), **expert_inputs()}}
 
     VALIDATE_INPUTS = classmethod(_validate_inputs)
 

@@ -11,6 +11,7 @@ import os
 
 from aiohttp import web
 
+from ..samplers.experts import boundary_sigma, switch_step
 from ..schedules.preview import sigmas_for_query
 from ..schedules.widget_info import noise_fraction, split_noise_query, widget_info
 
@@ -18,12 +19,38 @@ from ..schedules.widget_info import noise_fraction, split_noise_query, widget_in
 MODEL_FOLDERS = {"ckpt_name": "checkpoints", "unet_name": "diffusion_models"}
 
 
+def preview_boundary(schedule_query, value, unit):
+    """The two-expert boundary as a sigma of the preview's model family (its
+    own timestep map, as host.expert_boundary reads a real model's)."""
+    from ..schedules.preview import family_sampling
+    shift = schedule_query.get("shift")
+    sampling = family_sampling(schedule_query.get("family") or "sd15",
+                               float(shift) if shift not in (None, "") else None)
+
+    def timestep_of(s):
+        return float(sampling.timestep([s])[0])
+    sig = boundary_sigma(value, unit, sampling.sigma_min, sampling.sigma_max, timestep_of)
+    if unit == "timestep":
+        direct = float(sampling.sigma([float(value)])[0])
+        if direct > 0 and abs(timestep_of(direct) - float(value)) <= 0.5:
+            return direct
+    return sig
+
+
 def sigmas_answer(query):
     """The /sampler_lab/sigmas body for a query (a dict of strings); raises
     ValueError naming the bad parameter."""
+    query = dict(query)
+    boundary = query.pop("boundary", None)
+    unit = query.pop("boundary_unit", None) or "timestep"
     schedule_query, noise_query = split_noise_query(query)
     values = sigmas_for_query(schedule_query)
     body = {"sigmas": values}
+    if boundary not in (None, ""):
+        # two experts: where model_low takes over, for the preview to mark
+        sigma_b = preview_boundary(schedule_query, boundary, unit)
+        body["boundary_sigma"] = sigma_b
+        body["switch_step"] = switch_step(values, sigma_b) if values else 0
     if noise_query is not None:
         family = schedule_query.get("family") or "sd15"
         body["noise_fraction"] = noise_fraction(values, family, noise_query)

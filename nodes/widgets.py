@@ -5,7 +5,7 @@ import math
 
 from ..samplers import SAMPLER_NAMES, SAMPLERS
 from ..samplers.controls import as_detail, parse_restart
-from ..schedules import SCHEDULES
+from ..schedules import SCHEDULES, aliases
 from ..schedules.preview import KSAMPLER_SCHEDULES  # noqa: F401  (the nodes' list)
 
 
@@ -26,9 +26,26 @@ def check_names(sampler_name=None, scheduler=None):
         return (f"sampler_name {sampler_name!r} is not a Sampler Lab sampler; ours: "
                 f"{', '.join(SAMPLER_NAMES)}")
     if isinstance(scheduler, str) and scheduler not in KSAMPLER_SCHEDULES:
-        return (f"scheduler {scheduler!r} is not a Sampler Lab schedule; ours: "
-                f"{', '.join(KSAMPLER_SCHEDULES)}")
+        try:
+            known = aliases.resolve(scheduler) is not None
+        except ValueError as exc:
+            return str(exc)
+        if not known:
+            return (f"scheduler {scheduler!r} is not a Sampler Lab schedule; ours: "
+                    f"{', '.join(KSAMPLER_SCHEDULES)}; also accepted (other packs' names): "
+                    f"{', '.join(aliases.alias_names())}")
     return True
+
+
+def resolve_scheduler(scheduler):
+    """A scheduler widget value -> (our schedule, its parameters): our names
+    as they are, other packs' names through schedules.aliases."""
+    if scheduler in KSAMPLER_SCHEDULES:
+        return scheduler, {}
+    found = aliases.resolve(scheduler)
+    if found is None:
+        raise ValueError(check_names(scheduler=scheduler))
+    return found
 
 
 def check_ranges(declared, **values):
@@ -147,20 +164,66 @@ def _picked(owner, params, widget_values):
     return out
 
 
+# The schedule parameter widgets of the previous release; those added since
+# (flux2's and ideogram4's) are marked advanced, so the node stays light.
+SHIPPED_SCHEDULE_PARAMS = (
+    "karras_rho", "polyexponential_rho", "beta_alpha", "beta_beta",
+    "linear_quadratic_threshold_noise", "linear_quadratic_linear_steps", "laplace_mu",
+    "laplace_beta", "vp_beta_d", "vp_beta_min", "vp_eps_s", "align_your_steps_model_type",
+    "gits_coeff", "bong_tangent_middle", "bong_tangent_pivot_1", "bong_tangent_pivot_2",
+    "bong_tangent_slope_1", "bong_tangent_slope_2", "optimal_steps_model_type",
+    "ltxv_max_shift", "ltxv_base_shift", "ltxv_stretch", "ltxv_terminal", "ltxv_tokens",
+)
+
+
 def schedule_param_inputs():
-    return _inputs(SCHEDULES, lambda spec: spec.params, lambda owner, name, p: _widget(
+    out = _inputs(SCHEDULES, lambda spec: spec.params, lambda owner, name, p: _widget(
         p.kind, p.default, p.lo, p.hi, p.choices, p.step,
         f"{owner} only: {p.description}"))
+    return {k: v if k in SHIPPED_SCHEDULE_PARAMS else (v[0], {**v[1], "advanced": True})
+            for k, v in out.items()}
 
 
 def schedule_params(scheduler, widget_values):
     return _picked(scheduler, SCHEDULES[scheduler].params, widget_values)
 
 
-def sampler_option_inputs():
+# The option widgets of the release before the controls: they sit before the
+# controls on the Sampler node; every option added since (e.g. the 2026 core's
+# seeds_2_solver_type, exp_heun_2_x0_solver_type) comes after the controls, in
+# registry order, so saved workflows keep their widget positions.
+SHIPPED_SAMPLER_OPTIONS = (
+    "lms_order", "dpm_adaptive_order", "dpm_adaptive_rtol", "dpm_adaptive_atol",
+    "dpm_adaptive_h_init", "dpm_adaptive_pcoeff", "dpm_adaptive_icoeff", "dpm_adaptive_dcoeff",
+    "dpm_adaptive_accept_safety", "dpmpp_2m_solver_type", "dpmpp_sde_r",
+    "dpmpp_2m_sde_solver_type", "uni_pc_order", "uni_pc_bh2_order", "deis_order",
+    "ipndm_order", "ipndm_v_order", "gradient_estimation_ge_gamma", "er_sde_max_stage",
+    "seeds_2_r", "seeds_3_r_1", "seeds_3_r_2", "sa_solver_predictor_order",
+    "sa_solver_corrector_order", "sa_solver_pece_predictor_order",
+    "sa_solver_pece_corrector_order", "dpmpp_sde_gpu_r", "dpmpp_2m_sde_gpu_solver_type",
+    "dpmpp_2m_cfg_pp_solver_type", "gradient_estimation_cfg_pp_ge_gamma",
+)
+
+
+def _all_sampler_option_inputs():
     return _inputs(SAMPLERS, lambda spec: spec.option_specs, lambda owner, name, o: _widget(
         o.kind, o.default, o.lo, o.hi, o.choices, getattr(o, "step", None),
         f"{owner} only: {o.description or name}"))
+
+
+def sampler_option_inputs():
+    """The shipped option widgets (before the controls), in registry order."""
+    return {k: v for k, v in _all_sampler_option_inputs().items()
+            if k in SHIPPED_SAMPLER_OPTIONS}
+
+
+def late_sampler_option_inputs():
+    """Option widgets added after the controls, marked advanced."""
+    out = {}
+    for k, (kind, opts) in _all_sampler_option_inputs().items():
+        if k not in SHIPPED_SAMPLER_OPTIONS:
+            out[k] = (kind, {**opts, "advanced": True})
+    return out
 
 
 def sampler_options(sampler, widget_values):
@@ -264,3 +327,44 @@ def control_values(sampler, values):
         controls["detail"] = as_detail({k: float(v[f"detail_{k}"])
                                         for k in ("amount", "start", "end", "bias", "exponent")})
     return window, controls
+
+
+# --- two experts (Wan 2.2's high/low-noise pair): appended, advanced ----------
+
+def expert_inputs():
+    """model_low (a socket), boundary, boundary_unit, cfg_low: optional and
+    advanced, after every existing input."""
+    return {
+        "model_low": ("MODEL", {"advanced": True,
+                                "tooltip": "Optional second expert: the low-noise model (Wan "
+                                           "2.2's low-noise A14B, a refiner). The run switches "
+                                           "to it where sigma falls below the boundary: one "
+                                           "run, one noise path, a multistep history kept."}),
+        "boundary": ("FLOAT", {"default": 875.0, "min": 0.0, "max": 1000.0, "step": 0.001,
+                               "round": 0.0001, "advanced": True,
+                               "tooltip": "Where model_low takes over: a model timestep "
+                                          "(0-1000; Wan 2.2: 875 text-to-video, 900 "
+                                          "image-to-video) or a sigma (boundary_unit)."}),
+        "boundary_unit": (["timestep", "sigma"], {"default": "timestep", "advanced": True,
+                                                  "tooltip": "How boundary is given."}),
+        "cfg_low": ("FLOAT", {"default": -1.0, "min": -1.0, "max": 100.0, "step": 0.1,
+                              "round": 0.01, "advanced": True,
+                              "tooltip": "CFG of the low-noise expert; -1: the same cfg."}),
+    }
+
+
+EXPERT_NAMES = tuple(expert_inputs())
+
+
+def expert_values(values):
+    """The widgets' values -> the engine's experts dict, or None without a
+    model_low."""
+    if values.get("model_low") is None:
+        return None
+    decl = expert_inputs()
+    out = {k: values.get(k, decl[k][1].get("default")) for k in EXPERT_NAMES}
+    cfg_low = float(out["cfg_low"])
+    if not (cfg_low == -1.0 or 0.0 <= cfg_low <= 100.0):
+        raise ValueError(f"cfg_low must be -1 (the same cfg) or in [0, 100], got {cfg_low}")
+    return out
+

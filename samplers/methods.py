@@ -444,7 +444,8 @@ class ExpRK(Method):
         prev_sigma = sigma
         for j in range(1, len(c) + 1):
             last = j == len(c)
-            sigma_j = sigma_next if last else clock.sigma_from_lam(lam + c[j] * h)
+            # a stage at c = 1 (exponential Heun) sits exactly on sigma_next
+            sigma_j = sigma_next if last or c[j] == 1.0 else clock.sigma_from_lam(lam + c[j] * h)
             cj = 1.0 if last else c[j]
             sigma_down, up = run.split(sigma, sigma_j, clock)
             span = clock.lam(sigma_down) - lam if sigma_down > 0.0 else math.inf
@@ -454,6 +455,11 @@ class ExpRK(Method):
                 x * (sigma_down / sigma) + combine(row, ds) * clock.alpha(sigma_down))
             if self.stage_noise == "draws":
                 z = run.draw_at(*_draw_labels(run, sigma, sigma_j, sigma_next, c[1] if len(c) > 1 else 0.5))
+            elif prev_sigma == sigma_j:
+                # a zero-length last segment (a stage at c = 1) adds no noise:
+                # the step ends with the stage's own
+                total = run.rule_decay(sigma, sigma_j, clock)
+                z = ou / math.sqrt(max(1e-300, 1.0 - total * total))
             else:
                 # OU increment over [prev_sigma, sigma_j]: decay of the part
                 # already there and fresh noise for the rest, so that every
@@ -505,6 +511,20 @@ def sde_2s_tableau(r=0.5):
     def tableau(big_h):
         return (0.0, r), ((), etd_row([0.0], r * big_h)), tuple(etd_row([0.0, r], big_h, "midpoint"))
     return tableau
+
+
+def seeds_2_tableau(r=0.5, solver_type="phi_1"):
+    """SEEDS-2 (Gonzalez et al. 2023, arXiv:2305.14267, Alg. 3) with the
+    newest ComfyUI's `solver_type`: "phi_1" reads the line through (0, D) and
+    (r, D_r) at the step's middle and weights it by 1 - e^-H (the paper's
+    form, sde_2s_tableau); "phi_2" integrates that line exactly, b2 = H
+    phi_2(-H) / r, b1 = H phi_1(-H) - b2 (res_2s_tableau). r = 1 with
+    "phi_2" is the exponential Heun method of the core's exp_heun_2_x0."""
+    if solver_type == "phi_1":
+        return sde_2s_tableau(r)
+    if solver_type == "phi_2":
+        return res_2s_tableau(r)
+    raise ValueError(f"solver_type must be 'phi_1' or 'phi_2', got {solver_type!r}")
 
 
 def res_2s_tableau(c2=0.5):

@@ -14,6 +14,7 @@ from functools import partial
 from typing import Any, Callable, Optional, Tuple
 
 from . import dpm_solver
+from .cfgpp_history import sample_cfgpp_history
 from . import methods as M
 from .controls import parse_restart, restart_pieces
 from .core import (Run, _float_arg, as_sigma_tensor, read_sigmas, sample_grid, sample_restart,
@@ -174,6 +175,15 @@ _SOLVER_TYPE = Param("midpoint", None, None,
                      "How the second-order term is weighted: midpoint (DPM-Solver++ paper) or "
                      "heun (the exact integral of the line).",
                      kind="choice", choices=("midpoint", "heun"))
+_SEEDS_SOLVER = Param("phi_1", None, None,
+                      "How the stage's prediction enters the step: phi_1 (the line through "
+                      "both predictions read at the step's middle, the paper's SEEDS-2) or "
+                      "phi_2 (that line integrated exactly, as the newest core offers).",
+                      kind="choice", choices=("phi_1", "phi_2"))
+_HEUN_SOLVER = Param("phi_2", None, None,
+                     "phi_2: the exact integral of the line through both predictions (Heun's "
+                     "exponential form); phi_1: their average weighted by 1 - e^-h.",
+                     kind="choice", choices=("phi_1", "phi_2"))
 _GPU = ("Our Brownian path lives on the CPU, so a seed gives the same image on every "
         "device; the name is the core's, kept so that workflows load.")
 
@@ -347,9 +357,11 @@ _TABLE = {
                "exponential", {"max_stage": _order(3, 1, 3, "Solver stages (order).")},
                "ER-SDE-Solver-3 (Cui et al. 2023, arXiv:2309.06169): the extended reverse-time "
                "SDE with the VP ER-SDE 5 noise scale; eta scales it (0 is the ODE)."),
-    "seeds_2": (lambda r=0.5: M.ExpRK(M.sde_2s_tableau(r), 2, clock="lambda", stage_noise="ou"),
+    "seeds_2": (lambda r=0.5, solver_type="phi_1": M.ExpRK(M.seeds_2_tableau(r, solver_type), 2,
+                                                           clock="lambda", stage_noise="ou"),
                 "sde", 2, 2, 1.0, "exponential",
-                {"r": Param(0.5, 0.01, 0.99, "Stage position in the step.")},
+                {"r": Param(0.5, 0.01, 0.99, "Stage position in the step."),
+                 "solver_type": _SEEDS_SOLVER},
                 "SEEDS-2 (Gonzalez et al. 2023, arXiv:2305.14267): stochastic exponential "
                 "derivative-free solver, the noise integrated exactly along each stage."),
     "seeds_3": (lambda r_1=1.0 / 3.0, r_2=2.0 / 3.0: M.ExpRK(M.seeds_3_tableau(r_1, r_2), 3,
@@ -420,6 +432,32 @@ _CFG_PP_ROWS = {
 }
 _TABLE.update(_CFG_PP_ROWS)
 
+# --- the 2026 core's additions (ComfyUI 2026: 45 names) ---------------------------
+# exp_heun_2_x0(_sde) is the core's seeds_2 at r = 1 with solver_type phi_2
+# (its sampling.py wraps sample_seeds_2 so); ours is the same row data.
+_TABLE["exp_heun_2_x0"] = (
+    lambda solver_type="phi_2": M.ExpRK(M.seeds_2_tableau(1.0, solver_type), 2, clock="lambda",
+                                        stage_noise="ou"),
+    "sde", 2, 2, 0.0, "exponential", {"solver_type": _HEUN_SOLVER},
+    "Exponential Heun in the data prediction and half-log-SNR time: a first-order step to the "
+    "next sigma, the model there, and the line through both predictions integrated exactly "
+    "(SEEDS-2 with r = 1, Gonzalez et al. 2023, arXiv:2305.14267; DPM-Solver++, "
+    "arXiv:2211.01095). eta > 0 gives exp_heun_2_x0_sde.")
+_TABLE["exp_heun_2_x0_sde"] = _TABLE["exp_heun_2_x0"][:4] + (1.0,) + \
+    _TABLE["exp_heun_2_x0"][5:7] + (
+    "Stochastic exponential Heun: exp_heun_2_x0 with the SDE's noise integrated along the "
+    "step (SEEDS-2 at r = 1, Gonzalez et al. 2023, arXiv:2305.14267); eta 0 is exp_heun_2_x0.",)
+_TABLE["cfgpp_ud10_ab"] = (
+    lambda: sample_cfgpp_history, "ancestral", 1, 1, 0.0, "cfg_pp", {},
+    "CFG++ Euler with a quarter-weight Adams-Bashforth-2 history in sigma, a 0.1 history of "
+    "the unconditional noise estimate and the last step extrapolated to sigma 0 (the newest "
+    "ComfyUI's cfgpp_ud10_ab; CFG++: Chung et al. 2024, arXiv:2406.08070). Deterministic; "
+    "use CFG scales of about 0.3-2.")
+
+# Rows with their own CFG++ loop (they read uncond themselves, not through
+# sample_grid's CFG++ shift)
+_UNCOND_ROWS = {"cfgpp_ud10_ab"}
+
 _WINDOWS = {"sa_solver": (0.2, 0.8), "sa_solver_pece": (0.2, 0.8)}
 
 # Karras churn where k-diffusion and A1111 offer it (euler, heun, dpm_2)
@@ -436,19 +474,26 @@ _GROWING = ("its variable-step extrapolation amplifies the history over the grow
 _FIRST_STEP = ("from the core's FlipSigmas start at 1e-4 the first step spans ~6 in log sigma, "
                "which its higher-order weights amplify: the round trip's error stalls (VE: "
                "0.23 and 0.014 at 10-40 steps); uni_pc, res_2s and dpmpp_2m unsample")
+_EXP_HEUN_UP = ("its stage sits at the step's end, which from the core's FlipSigmas start at 1e-4 "
+                "is a first step of ~6 in log sigma (measured round trip: VE unsampling error "
+                "0.17 and 0.11 at 10-40 steps, flow 75 and 1.7); res_2s and dpmpp_2m unsample")
 _NO_UNSAMPLE = {
     "heunpp2": "its stage weights are relative to the schedule's first sigma, which unsampling "
                "makes the smallest (the round trip diverged)",
     "dpm_fast": _DPM_SOLVER_UP, "dpm_adaptive": _DPM_SOLVER_UP,
     "lms": _GROWING, "ipndm_v": _GROWING,
     "uni_pc_bh2": _FIRST_STEP, "res_3s": _FIRST_STEP,
+    "exp_heun_2_x0": _EXP_HEUN_UP, "exp_heun_2_x0_sde": _EXP_HEUN_UP,
+    "cfgpp_ud10_ab": "its history and its final extrapolation to sigma 0 assume a schedule "
+                     "that decreases",
 }
 
 SAMPLERS = {}
 for _name, (_build, _rule, _order_, _calls, _eta, _family, _opts, _desc) in _TABLE.items():
     _spec = SamplerSpec(_name, _build, _rule, _order_, _calls, _eta, _desc, _family, dict(_opts),
                         noise_window=_WINDOWS.get(_name, (0.0, 1.0)),
-                        cfg_pp=_name in _CFG_PP_ROWS, churn=_name in _CHURN,
+                        cfg_pp=_name in _CFG_PP_ROWS or _name in _UNCOND_ROWS,
+                        churn=_name in _CHURN,
                         no_unsample=_NO_UNSAMPLE.get(_name))
     object.__setattr__(_spec, "fn", _make_fn(_spec))
     SAMPLERS[_name] = _spec

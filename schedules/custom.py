@@ -9,11 +9,15 @@ import numpy as np
 _WHERE = "custom sigmas"
 
 
+# Brackets of a pasted Python/JSON list or tuple, and the semicolons some
+# tools separate with, count as separators (the newest core's ManualSigmas
+# takes any text and keeps its numbers; we keep its forms but name a token
+# that is not a number instead of dropping it).
+_SEPARATORS = str.maketrans({c: " " for c in "[](){};"})
+
+
 def _tokens(text):
-    body = text.strip()
-    # A pasted Python/JSON list keeps its brackets.
-    if body.startswith("[") and body.endswith("]"):
-        body = body[1:-1]
+    body = text.strip().translate(_SEPARATORS)
     pieces = body.split(",")
     # One trailing comma is how lists are often written; it is not an item.
     if len(pieces) > 1 and not pieces[-1].strip():
@@ -32,8 +36,9 @@ def _tokens(text):
 def parse_sigmas(text):
     """Sigmas from text such as "14.6, 7.0, 3.1, 0" -> list of floats ending in 0.
 
-    Items are separated by commas, spaces or newlines; the list may sit in
-    [ ]. Values must be finite, >= 0 and strictly decreasing; a 0 is appended
+    Items are separated by commas, spaces, newlines or semicolons; the list
+    may sit in [ ] or ( ) (the text forms of the core's ManualSigmas node:
+    "1, 0.5, 0", "[1.0, 0.75, 0.5, 0.0]", one per line). Values must be finite, >= 0 and strictly decreasing; a 0 is appended
     when the list does not end in one. Errors name the 1-based item.
     """
     if not isinstance(text, str):

@@ -8,7 +8,7 @@ from typing import Callable, Dict, Optional, Tuple
 
 import torch
 
-from . import custom, discrete, formulas, tables
+from . import custom, discrete, formulas, named, tables
 from .discrete import Context
 from .sampling import as_model_sampling
 from .validation import (Param, check_denoise, check_range, check_sigma, check_steps,
@@ -62,6 +62,8 @@ _ALPHA = _float(0.6, 0.0, 50.0, "Beta distribution alpha (a < 1: more steps at h
                 lo_open=True)
 _BETA = _float(0.6, 0.0, 50.0, "Beta distribution beta (b < 1: more steps at low noise)",
                lo_open=True)
+_PIXELS = Param(1024, 16, 16384, "image size in pixels (our KSampler reads it from the latent)",
+                kind="int")
 _PIVOT = "where the arctan step of stage {} is steepest, as a fraction of the steps"
 _SLOPE = "steepness of the arctan step of stage {} (per 40 steps)"
 
@@ -152,6 +154,30 @@ _TABLE = {
               "tokens": Param(4096, 1, 2 ** 31 - 1, "latent tokens (frames x height x "
                                                     "width of the latent)", kind="int")},
              "LTX-Video: linear sigmas through a token-count shift, stretched to terminal"),
+    # --- the 2026 core's resolution-aware schedules (width, height: the image's
+    # pixels; our KSampler reads them from the latent) ---------------------------
+    "flux2": (named.flux2, False, (), {"width": _PIXELS, "height": _PIXELS},
+              "FLUX.2 (the core's Flux2Scheduler): uniform t through the exponential shift "
+              "mu of the image's token count and the step count"),
+    "ideogram4": (named.ideogram4, False, (),
+                  {"width": _PIXELS, "height": _PIXELS,
+                   "mu": _float(0.0, -10.0, 10.0, "log-SNR shift added to the resolution's"),
+                   "std": _float(1.75, 0.1, 5.0, "spread of the logit-normal quantiles")},
+                  "Ideogram 4 (the core's Ideogram4Scheduler): logit-normal quantiles shifted "
+                  "by the image's resolution"),
+    # --- step-distilled models: their published lists ---------------------------
+    "lightning_wan22_4": (named.lightning_wan22_4, False, (), {},
+                          "Wan2.2-Lightning's 4 steps: timesteps 1000, 937.5, 833.3, 625 "
+                          "(steps must be 4)"),
+    "lightning_wan22_8": (named.lightning_wan22_8, False, (), {},
+                          "Wan2.2-Lightning's 8-step list (steps must be 8)"),
+    "flux2_dev_turbo_8": (named.flux2_dev_turbo_8, False, (), {},
+                          "FLUX.2-dev-Turbo's 8 published sigmas (steps must be 8)"),
+    "trailing": (named.trailing, True, (), {},
+                 "trailing timesteps (999, 749, 499, 249 at 4 steps): SDXL-Lightning, "
+                 "Hyper-SD"),
+    "lcm": (named.lcm, True, (), {},
+            "LCM's and TCD's timesteps on their 50-step grid (999, 759, 499, 259 at 4 steps)"),
 }
 # Own rules where the KSampler's denoise (more steps, keep the tail) is not
 # the schedule's: SD-Turbo starts further down its fixed grid.

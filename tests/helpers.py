@@ -36,7 +36,9 @@ ANCESTRAL_DEFAULT = {"euler_ancestral", "dpm_2_ancestral", "dpmpp_2s_ancestral",
                      "dpmpp_3m_sde_gpu", "ddpm", "lcm", "res_multistep_ancestral", "er_sde",
                      "seeds_2", "seeds_3", "sa_solver", "sa_solver_pece",
                      "euler_ancestral_cfg_pp", "dpmpp_2s_ancestral_cfg_pp",
-                     "res_multistep_ancestral_cfg_pp"}
+                     "res_multistep_ancestral_cfg_pp", "exp_heun_2_x0_sde"}
+# deterministic by definition: eta > 0 is an error naming the sampler
+NOISELESS = {"cfgpp_ud10_ab"}
 
 
 def gaussian(process, channels=3, ndim=4):

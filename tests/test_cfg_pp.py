@@ -11,7 +11,9 @@ import helpers as H
 from sampler_lab import samplers
 from sampler_lab.bench import models
 
-CFG_PP = [n for n in samplers.SAMPLER_NAMES if samplers.get_sampler(n).cfg_pp]
+# the core's *_cfg_pp forms of a base sampler (cfgpp_ud10_ab has no base: tests/test_core2026_samplers.py)
+CFG_PP = [n for n in samplers.SAMPLER_NAMES
+          if samplers.get_sampler(n).cfg_pp and n.endswith("_cfg_pp")]
 
 
 class Guided:

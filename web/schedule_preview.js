@@ -341,6 +341,11 @@ function previewQuery(state) {
       q.set(name, String(v));
     }
   }
+  // two experts: with model_low connected the server also answers the boundary's sigma
+  if (node.inputs?.some((i) => i?.name === "model_low" && i.link != null)) {
+    q.set("boundary", String(valueOf(node, "boundary", 875)));
+    q.set("boundary_unit", String(valueOf(node, "boundary_unit", "timestep")));
+  }
   if (kind.noise) {
     const sampler = valueOf(node, "sampler_name", null);
     if (typeof sampler === "string" && (!info || info.samplers?.[sampler])) {
@@ -418,6 +423,7 @@ function send(state, key) {
       state.fetchMs = Math.round(performance.now() - state.sentAt);
       const sigmas = Array.isArray(body?.sigmas) ? body.sigmas : null;
       const result = { sigmas, noise: Array.isArray(body?.noise_fraction) ? body.noise_fraction : null,
+        boundary: typeof body?.boundary_sigma === "number" ? body.boundary_sigma : null,
         error: sigmas ? null : String(body?.error ?? "no schedule") };
       remember(key, result);
       if (seq === state.seq) settle(state, key, result);
@@ -429,9 +435,10 @@ function send(state, key) {
   );
 }
 
-function settle(state, key, { sigmas, noise, error }) {
+function settle(state, key, { sigmas, noise, error, boundary }) {
   ++state.seq; // an older answer still on its way must not overwrite this one
   state.sigmas = sigmas;
+  state.boundary = boundary ?? null;
   state.noise = noise ?? null;
   state.error = error;
   state.key = key;
@@ -681,6 +688,16 @@ function drawPlot(state) {
   }
   ctx.strokeStyle = p.axis;
   ctx.strokeRect(rect.x + 0.5, rect.y + 0.5, rect.w, rect.h);
+  // two experts: model_low takes over below this sigma
+  if (state.boundary > 0 && Math.log(state.boundary) >= ax.lo && Math.log(state.boundary) <= ax.hi) {
+    const by = Math.round(ax.y(state.boundary)) + 0.5;
+    ctx.save();
+    ctx.setLineDash([4, 3]);
+    ctx.strokeStyle = p.warn;
+    ctx.beginPath(); ctx.moveTo(rect.x, by); ctx.lineTo(rect.x + rect.w, by); ctx.stroke();
+    ctx.restore();
+    text(ctx, "model_low below", rect.x + rect.w - 2, by - 7, "right", p.warn);
+  }
   text(ctx, "step", rect.x + rect.w, cssH - 5, "right", p.muted);
   ctx.save();
   ctx.translate(9, rect.y + rect.h / 2);

@@ -43,12 +43,16 @@ def _lab_sampler(comfy, name, **controls):
 def test_controls_are_appended_last_as_optional_widgets(comfy, node):
     """Saved workflows store widget values by position: the controls come
     after every widget these nodes had, optional (an older workflow loads
-    them at their defaults), in this order."""
+    them at their defaults), in this order; widgets added since come after
+    them (tests/host/test_workflows.py freezes the whole order)."""
     types = comfy.lab.NODE_CLASS_MAPPINGS[node].INPUT_TYPES()
     widgets = [k for g in ("required", "optional") for k, d in types.get(g, {}).items()
                if isinstance(d[0], list) or d[0] in WIDGET_TYPES]
-    assert widgets[-len(CONTROLS):] == CONTROLS
-    assert list(types["optional"])[-len(CONTROLS):] == CONTROLS
+    first = widgets.index(CONTROLS[0])
+    assert widgets[first:first + len(CONTROLS)] == CONTROLS
+    optional = list(types["optional"])
+    at = optional.index(CONTROLS[0])
+    assert optional[at:at + len(CONTROLS)] == CONTROLS
     assert not set(CONTROLS) & set(types["required"])
 
 

@@ -200,6 +200,8 @@ FROZEN_WIDGETS = {
         "start_at_step", "end_at_step", "return_with_leftover_noise", "noise_strength",
         "s_noise", "noise_start", "noise_end", "s_churn", "s_tmin", "s_tmax", "restart",
         "detail_amount", "detail_start", "detail_end", "detail_bias", "detail_exponent",
+        # two experts (issue 23), appended
+        "boundary", "boundary_unit", "cfg_low",
     ],
     "SamplerLabSampler": [
         "sampler_name", "noise_strength", "s_noise", "lms_order", "dpm_adaptive_order",
@@ -214,6 +216,9 @@ FROZEN_WIDGETS = {
         "dpmpp_2m_cfg_pp_solver_type", "gradient_estimation_cfg_pp_ge_gamma", "noise_start",
         "noise_end", "s_churn", "s_tmin", "s_tmax", "restart", "detail_amount",
         "detail_start", "detail_end", "detail_bias", "detail_exponent",
+        # the 2026 core's options (issue 23), then two experts, appended
+        "seeds_2_solver_type", "exp_heun_2_x0_solver_type", "exp_heun_2_x0_sde_solver_type",
+        "boundary", "boundary_unit", "cfg_low",
     ],
     "SamplerLabScheduler": [
         "scheduler", "steps", "denoise", "karras_rho", "polyexponential_rho", "beta_alpha",
@@ -223,6 +228,9 @@ FROZEN_WIDGETS = {
         "bong_tangent_pivot_1", "bong_tangent_pivot_2", "bong_tangent_slope_1",
         "bong_tangent_slope_2", "optimal_steps_model_type", "ltxv_max_shift",
         "ltxv_base_shift", "ltxv_stretch", "ltxv_terminal", "ltxv_tokens",
+        # the 2026 core's resolution-aware schedules (issue 23), appended
+        "flux2_width", "flux2_height", "ideogram4_width", "ideogram4_height", "ideogram4_mu",
+        "ideogram4_std",
     ],
 }
 # The first round shipped the prefixes up to s_noise / ipndm_order / gits_coeff;
