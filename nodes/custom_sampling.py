@@ -1,7 +1,7 @@
 """SAMPLER and SIGMAS nodes for the core SamplerCustom / SamplerCustomAdvanced."""
 from . import host
 from .ksampler import with_sigmas
-from .widgets import (CONTROL_NAMES, KSAMPLER_SCHEDULES, check_names, check_sampling_inputs,
+from .widgets import (CONTROL_NAMES, DEFAULT_SCHEDULER, KSAMPLER_SCHEDULES, check_names, check_sampling_inputs,
                       control_inputs, control_values, eta_value, noise_strength_input,
                       s_noise_input, sampler_input, sampler_option_inputs, sampler_options,
                       schedule_param_inputs, schedule_params)
@@ -66,7 +66,8 @@ class LabScheduler:
     def INPUT_TYPES(cls):
         return {"required": {
             "model": ("MODEL", {"tooltip": "The model whose noise levels to use."}),
-            "scheduler": (KSAMPLER_SCHEDULES, {"tooltip": "The schedule."}),
+            "scheduler": (KSAMPLER_SCHEDULES, {"default": DEFAULT_SCHEDULER,
+                                               "tooltip": "The schedule."}),
             "steps": ("INT", {"default": 20, "min": 1, "max": 10000,
                               "tooltip": "Number of steps."}),
             "denoise": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01,
