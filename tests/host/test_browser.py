@@ -165,42 +165,101 @@ def _run_spec(server, renderer):
     return r
 
 
-def _declared_widgets(server, node_type):
-    """The node's widget inputs in declaration order, as the server lists them."""
+def _declarations(server, node_type):
+    """The node's widget inputs in declaration order with their options, as
+    the server lists them."""
     with urllib.request.urlopen(f"{server.url}/object_info/{node_type}", timeout=10) as f:
         spec = json.loads(f.read())[node_type]
     order = spec.get("input_order") or {g: list(spec["input"].get(g, {})) for g in spec["input"]}
-    out = []
+    out = {}
     for group in ("required", "optional"):
         for name in order.get(group, []):
             decl = spec["input"][group][name]
             if isinstance(decl[0], list) or decl[0] in ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"):
-                out.append(name)
+                out[name] = decl[1] if len(decl) > 1 and isinstance(decl[1], dict) else {}
     return out
+
+
+def _declared_widgets(server, node_type):
+    """The node's widget inputs in declaration order, as the server lists them."""
+    return list(_declarations(server, node_type))
+
+
+TOGGLE = "advanced"  # the fold row the widget script adds
 
 
 def _check_widgets(r, server):
     """What each node shows per selection: its own widgets, then exactly the
-    options of the selected sampler / parameters of the selected schedule
+    options of the selected sampler / parameters of the selected schedule,
+    less those the server flags advanced, which fold into one toggle row
     (from the engine's registries and the nodes' declarations)."""
     from sampler_lab.samplers import SAMPLERS
     from sampler_lab.schedules import SCHEDULES
-    for node_type, table, params_of, base, owners in (
+    for node_type, table, params_of, owners in (
             ("SamplerLabSampler", r["widgets"]["sampler"], lambda n: SAMPLERS[n].option_specs,
-             ["sampler_name", "noise_strength", "s_noise"], SAMPLERS),
+             SAMPLERS),
             ("SamplerLabScheduler", r["widgets"]["scheduler"], lambda n: SCHEDULES[n].params,
-             ["scheduler", "steps", "denoise"], SCHEDULES)):
-        declared = _declared_widgets(server, node_type)
+             SCHEDULES)):
+        declared = _declarations(server, node_type)
         assert len(declared) > 12  # what the issue counted: every option at once
-        # widgets no sampler / schedule owns (the Sampler's controls) stay shown, last
-        tail = [w for w in declared if w not in base
-                and not any(w.startswith(f"{o}_") for o in owners)]
+        owned = {w for w in declared if any(w.startswith(f"{o}_") for o in owners)}
         for name, shown in table.items():
-            want = base + [w for w in declared if any(w == f"{name}_{p}" for p in params_of(name))]
-            # the controls every sampler takes stay shown, after the options
-            assert shown == want + tail, (name, shown, want + tail)
-    assert len(r["widgets"]["sampler"]["dpm_adaptive"]) == 11 + 11  # its options, the controls
-    assert len(r["widgets"]["scheduler"]["vp"]) == 6 and len(r["widgets"]["scheduler"]["normal"]) == 3
+            mine = [w for w in declared if w not in owned
+                    or any(w == f"{name}_{p}" for p in params_of(name))]
+            want = [w for w in mine if not declared[w].get("advanced")]
+            if any(declared[w].get("advanced") for w in mine):
+                want.append(TOGGLE)
+            assert shown == want, (name, shown, want)
+    # dpm_adaptive: sampler_name, noise_strength, nothing of its eight
+    # internals (all advanced), the fold row; vp: all three advanced
+    assert r["widgets"]["sampler"]["dpm_adaptive"] == ["sampler_name", "noise_strength", TOGGLE]
+    assert r["widgets"]["sampler"]["dpmpp_2m"] == ["sampler_name", "noise_strength",
+                                                   "dpmpp_2m_solver_type", TOGGLE]
+    assert r["widgets"]["scheduler"]["vp"] == ["scheduler", "steps", "denoise", TOGGLE]
+    assert r["widgets"]["scheduler"]["normal"] == ["scheduler", "steps", "denoise"]
+    assert r["widgets"]["scheduler"]["karras"] == ["scheduler", "steps", "denoise", "karras_rho"]
+
+
+def _check_values(nodes, server, where):
+    """A loaded workflow saves the file's widget values unchanged, value for
+    value; a file saved before widgets were appended gets exactly those, at
+    their declared defaults, after its own."""
+    for n in nodes:
+        file, loaded = n["file"] or [], n["loaded"]
+        assert loaded != "missing", (where, n)
+        loaded = loaded or []
+        assert loaded[:len(file)] == file, (where, n)
+        extra = loaded[len(file):]
+        if extra:
+            assert n["type"].startswith("SamplerLab"), (where, n)
+            declared = _declarations(server, n["type"])
+            defaults = [d.get("default", "") for d in list(declared.values())[-len(extra):]]
+            assert extra == defaults, (where, n["type"], extra, defaults)
+
+
+def _check_light(r, server):
+    """Issue 20's yardstick, per renderer: our KSampler at its default size is
+    at most 1.3x the core KSampler plus the plot; it shows the core's widgets
+    plus noise_strength (and the fold row); opening the fold shows every
+    input, and the state survives a save and reload."""
+    for ours, core in (("SamplerLabKSampler", "KSampler"),
+                       ("SamplerLabKSamplerAdvanced", "KSamplerAdvanced")):
+        node_id = str(r["ids"]["k" if ours == "SamplerLabKSampler" else "a"])
+        m = r["light"][node_id]
+        assert m["ours_height"] <= 1.3 * m["core_height"] + m["plot_height"], (ours, m)
+        assert m["ours_visible"] == m["core_visible"] + ["noise_strength", TOGGLE], (ours, m)
+    everything = _declared_widgets(server, "SamplerLabKSampler")
+    opened = [w for w in r["light"]["opened"]["visible"] if w != "control_after_generate"]
+    assert opened == everything + [TOGGLE], opened
+    assert r["light"]["opened"]["property"] is True
+    assert r["light"]["closed"]["visible"] == r["light"][str(r["ids"]["k"])]["ours_visible"]
+    assert r["light"]["closed"]["height"] == pytest.approx(
+        r["light"][str(r["ids"]["k"])]["ours_height"], abs=2)
+    fold = r["fold_reload"]
+    adv = [w for w in fold["after"] if w != "control_after_generate"]
+    assert fold["after"] == fold["before"] and fold["toggle"] is True, fold
+    assert adv == _declared_widgets(server, "SamplerLabKSamplerAdvanced") + [TOGGLE], adv
+    assert TOGGLE in fold["closed_elsewhere"] and "s_noise" not in fold["closed_elsewhere"]
 
 
 def _check_noise(r):
@@ -232,12 +291,13 @@ def _check_noise(r):
 
 def _check_common(r, server):
     assert r["models"]["k"]["family"] == "sd15" and not r["models"]["k"]["guess"]
-    assert r["models"]["a"]["guess"] and "guess" in r["models"]["a"]["text"]
+    assert r["models"]["a"]["guess"] and "no model" in r["models"]["a"]["text"]
     if "sd3" in server.checkpoints:
         assert r["models"]["s"]["family"] == "flow" and r["models"]["s"]["shift"] == pytest.approx(3.0)
         assert r["models"]["kf"]["family"] == "flow" and r["models"]["kf"]["shift"] == pytest.approx(2.0)
         assert "ModelSamplingSD3" in r["models"]["kf"]["text"]
     _check_widgets(r, server)
+    _check_light(r, server)
     families = _check_noise(r)
     if "sd3" in server.checkpoints:
         assert families == {"sd15", "flow"}
@@ -262,6 +322,15 @@ def _check_common(r, server):
     assert r["degrade"]["no_throw"]
     assert all(f["inside"] for f in r["fits"]) and len(r["fits"]) >= 6, r["fits"]
     assert r["our_console_errors"] == []
+    # a workflow saved by the previous release: values and API prompt as they were
+    _check_values(r["previous"]["values"], server, "previous_release.json")
+    for node_id, old in r["previous"]["saved_prompt"].items():
+        new = r["previous"]["prompt"][node_id]
+        assert new["class_type"] == old["class_type"]
+        added = [k for k in new["inputs"] if k not in old["inputs"]]
+        assert {k: new["inputs"][k] for k in old["inputs"]} == old["inputs"], node_id
+        declared = _declarations(server, new["class_type"])
+        assert all(new["inputs"][k] == declared[k].get("default") for k in added), added
     if server.kind == "newest":  # the Templates dialog's source
         assert len(r["examples"]) == len(list((ROOT / "example_workflows").glob("*.json"))), \
             r["examples"]
@@ -269,6 +338,7 @@ def _check_common(r, server):
             assert ex["thumbnail"] == 200 and ex["type"] == "image/jpeg", ex
             assert ex["nodes"] >= 7
             assert ex["plots"]["stray"] == 0 and ex["plots"]["shown"] == ex["plots"]["wanted"] >= 1, ex
+            _check_values(ex["values"], server, ex["name"])
             if not r["vue_mode"]:  # Vue nodes are drawn larger than the canvas sizes them
                 assert ex["overlaps"] == [], ex
     lat = sorted(r["latency_ms"])
@@ -295,6 +365,8 @@ def test_widget_classic_canvas(server):
     if r.get("run"):  # a real run on the flow model
         assert r["run"]["scheduler_model"]["shift"] == pytest.approx(r["run_shift"])
         assert r["run"]["preview_used"] == r["run"]["scheduler_used"]
+        assert r["run"]["cached_rerun"] == {"scheduler_used_shown": True,
+                                            "preview_used_shown": True}
         assert "last run" in r["run"]["head"]
 
 
@@ -308,3 +380,4 @@ def test_widget_vue_nodes(server):
     assert r["run"]["scheduler_model"]["family"] == "flow"
     assert r["run"]["scheduler_model"]["shift"] == pytest.approx(r["run_shift"])
     assert r["run"]["preview_used"] == r["run"]["scheduler_used"]
+    assert r["run"]["cached_rerun"] == {"scheduler_used_shown": True, "preview_used_shown": True}
