@@ -115,19 +115,25 @@ function ownersOf(node, kind) {
   return out;
 }
 
-// Frontends whose renderers read a widget's visibility live (1.3x and later:
-// `widget.hidden` / `options.hidden`, `options.advanced` with the node's
-// `showAdvanced` and a "Show Advanced" button). Frontend 1.27's Vue nodes
-// read `options.hidden` once, when the node is first drawn, so there it
-// stays unset and rows are hidden on their elements instead.
-function liveVisibility(node) {
-  return typeof node.toggleAdvanced === "function" || typeof node.isWidgetRowVisible === "function";
+// Frontends whose Vue nodes fold inputs flagged advanced themselves ("Show
+// Advanced" button, the "Always show advanced widgets" setting; frontend
+// 1.3x and later) and read `widget.hidden` / `options.hidden` live. Frontend
+// 1.27's Vue nodes do neither (its canvas-only `toggleAdvanced` does not
+// count): they read `options.hidden` once, when the node is first drawn, so
+// there it stays unset and rows are hidden on their elements instead.
+function modernFrontend(node) {
+  if (typeof node.isWidgetRowVisible === "function") return true;
+  try {
+    return app.extensionManager?.setting?.get?.("Comfy.Node.AlwaysShowAdvancedWidgets") !== undefined;
+  } catch { return false; }
 }
 
-// Vue nodes of a frontend with the "Show Advanced" button fold the inputs
-// flagged advanced themselves.
+function liveVisibility(node) {
+  return modernFrontend(node);
+}
+
 function nativeAdvanced(node) {
-  return vueMode() && typeof node.toggleAdvanced === "function";
+  return vueMode() && modernFrontend(node);
 }
 
 // Hide or show one widget in the classic canvas (current and old frontends)
@@ -203,7 +209,7 @@ function advancedOpen(node) {
 function setAdvancedOpen(node, open) {
   node.properties ??= {};
   node.properties[ADVANCED_OPEN] = !!open;
-  if ("showAdvanced" in node || typeof node.toggleAdvanced === "function") node.showAdvanced = !!open;
+  if (modernFrontend(node)) node.showAdvanced = !!open; // the same state in its Vue nodes
 }
 
 function addFoldToggle(node, state) {
