@@ -251,6 +251,8 @@ function applyVisibility(state) {
     const other = owner !== undefined && owner !== selected && !linked;
     const adv = state.advanced.has(w.name) && !linked && !other;
     if (adv) folded++;
+    // the frontend's own fold: only what this selection could show
+    if (state.advanced.has(w.name) && modernFrontend(node)) w.advanced = adv;
     const hide = other || (adv && !open && !native);
     if (owner !== undefined || state.advanced.has(w.name)) changed = setHidden(node, w, hide) || changed;
     if (owner !== undefined && !hide) shown.push(w.name);
@@ -276,8 +278,12 @@ function applyVisibility(state) {
 }
 
 // The node's height after widgets were hidden or shown, or the plot changed size.
+// Vue nodes of frontend 1.27 size themselves to their rows; newer ones keep
+// the node's size as a floor, so there it shrinks too (else the frame runs
+// on below the last row, for every hidden widget).
 function fitHeight(node) {
-  if (vueMode() || typeof node.computeSize !== "function" || !node.size) return;
+  if (vueMode() && !modernFrontend(node)) return;
+  if (typeof node.computeSize !== "function" || !node.size) return;
   const [w, h] = node.computeSize();
   node.setSize?.([Math.max(node.size[0], w), h]);
   redraw(node);
@@ -1082,10 +1088,17 @@ function attach(node, kind) {
   const state = makeState(node, kind);
   node.__samplerLab = state;
   tracked.add(state);
-  // the flag as the newest frontends keep it on the widget (1.27 does not copy it)
+  // the flag as the newest frontends keep it on the widget (1.27 does not
+  // copy it); `widget.advanced` folds it in their canvas as well (its size,
+  // the node menu's Show Advanced). Not on 1.27, whose Vue nodes ignore it.
+  const modern = modernFrontend(node);
   for (const w of node.widgets ?? []) {
-    if (w?.name && state.advanced.has(w.name)) { w.options ??= {}; w.options.advanced = true; }
+    if (!w?.name || !state.advanced.has(w.name)) continue;
+    w.options ??= {};
+    w.options.advanced = true;
+    if (modern) w.advanced = true;
   }
+  if (modern && node.showAdvanced === undefined) node.showAdvanced = advancedOpen(node);
   addFoldToggle(node, state);
   // Vue nodes show numbers with at most 3 decimals unless told (atol 0.0078)
   for (const w of node.widgets ?? []) {
