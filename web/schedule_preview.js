@@ -868,7 +868,9 @@ function drawPlot(state) {
     const sampler = valueOf(node, "sampler_name", "");
     const eta = Number(valueOf(node, "noise_strength", -1));
     const sn = Number(valueOf(node, "s_noise", 1));
-    items.push([p.noiseEdge, `fresh noise, ${sampler}${eta === -1 ? "" : ` η ${fmt(eta)}`}${sn !== 1 ? ` ×${fmt(sn)}` : ""}`, "bar"]);
+    const none = bars.every((f) => !(f > 0)); // a deterministic sampler: say so
+    items.push([p.noiseEdge, `${none ? "no fresh noise" : "fresh noise"}, ${sampler}`
+      + `${eta === -1 ? "" : ` η ${fmt(eta)}`}${sn !== 1 ? ` ×${fmt(sn)}` : ""}`, "bar"]);
   }
   let lx = rect.x;
   for (const [color, label, mark] of items) {

@@ -86,6 +86,11 @@ async function visibleWidgets(id) {
   await frames();
   return page.evaluate(([id, vue]) => {
     const node = window.app.graph.getNodeById(id);
+    const named = [...document.querySelectorAll(`[data-node-id="${id}"] [data-widget-name]`)];
+    if (vue && named.length) { // newer frontends name each row
+      return named.filter((el) => el.offsetParent !== null && getComputedStyle(el).display !== "none")
+        .map((el) => el.dataset.widgetName).filter((n) => n !== "sampler_lab_plot");
+    }
     if (vue) {
       const list = document.querySelector(`[data-node-id="${id}"] .lg-node-widgets`);
       return [...(list?.children ?? [])].filter((el) => el.offsetParent !== null
@@ -321,6 +326,9 @@ try {
     return s.el.getBoundingClientRect().height / window.app.canvas.ds.scale;
   }, id);
   report.light = {};
+  // a frontend that folds advanced inputs itself: no toggle row of ours
+  report.native_fold = await page.evaluate((id) =>
+    !!window.app.graph.getNodeById(id).__samplerLab?.toggle?.__labHidden, ids.k);
   for (const [ours, core] of [[ids.k, ids.core_k], [ids.a, ids.core_a]]) {
     report.light[ours] = {
       ours_height: await nodeHeight(ours), core_height: await nodeHeight(core),
@@ -365,8 +373,9 @@ try {
       const node = window.app.graph.getNodeById(id);
       const w = node.widgets.find((x) => x.name === name);
       if (vue) {
-        const row = [...document.querySelectorAll(`[data-node-id="${id}"] .lg-widget-container`)]
-          .find((el) => el.querySelector("p")?.textContent?.trim() === name);
+        const row = document.querySelector(`[data-node-id="${id}"] [data-widget-name="${name}"]`)
+          ?? [...document.querySelectorAll(`[data-node-id="${id}"] .lg-widget-container`)]
+            .find((el) => el.querySelector("p")?.textContent?.trim() === name);
         out[name] = row?.querySelector("input")?.value ?? null;
       } else { // the canvas shows the value at the widget's precision
         out[name] = Number(w.value).toFixed(w.options.precision ?? 3);

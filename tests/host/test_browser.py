@@ -51,8 +51,12 @@ def _server_command(kind, host_dir, work, port):
     common = ["--cpu", "--listen", "127.0.0.1", "--port", str(port),
               "--disable-auto-launch", "--preview-method", "none"]
     if kind == "newest":
+        # SAMPLER_LAB_FRONTEND_ROOT: another frontend's static folder (e.g. a
+        # newer comfyui-frontend-package installed with pip --target)
+        front = os.environ.get("SAMPLER_LAB_FRONTEND_ROOT")
         return [sys.executable, str(host_dir / "main.py"), *common, "--disable-api-nodes",
-                "--database-url", "sqlite:///:memory:", "--base-directory", str(work)]
+                "--database-url", "sqlite:///:memory:", "--base-directory", str(work),
+                *(["--front-end-root", front] if front else [])]
     # The March-2024 host has no --base-directory (nor the api-node and
     # database flags): our folders come in through an extra paths file, and
     # its custom_nodes/ inside the wheel stays untouched.
@@ -136,6 +140,15 @@ def _browser_ready():
     return None
 
 
+def _frontend_tag():
+    """'' for the host's own frontend, else '_fe<version>' of the one named."""
+    front = os.environ.get("SAMPLER_LAB_FRONTEND_ROOT")
+    if not front:
+        return ""
+    found = sorted(Path(front).parent.parent.glob("comfyui_frontend_package-*.dist-info"))
+    return "_fe" + (found[-1].name.split("-")[1].removesuffix(".dist") if found else "other")
+
+
 def _run_spec(server, renderer):
     missing = _browser_ready()
     if missing:
@@ -143,7 +156,8 @@ def _run_spec(server, renderer):
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     profile = Path(tempfile.mkdtemp(prefix="sampler_lab_chromium_"))
     env = dict(os.environ, COMFY_URL=server.url, CHROMIUM=CHROMIUM, PROFILE=str(profile),
-               SHOT_DIR=str(OUT_DIR), SHOT_PREFIX=f"{server.kind}_{renderer}", RENDERER=renderer,
+               SHOT_DIR=str(OUT_DIR), RENDERER=renderer,
+               SHOT_PREFIX=f"{server.kind}{_frontend_tag()}_{renderer}",
                CKPT_SD15=server.checkpoints.get("sd15", ""),
                CKPT_SD3=server.checkpoints.get("sd3", ""),
                RUN_FLOW="1" if "sd3" in server.checkpoints else "0")
@@ -207,15 +221,16 @@ def _check_widgets(r, server):
             mine = [w for w in declared if w not in owned
                     or any(w == f"{name}_{p}" for p in params_of(name))]
             want = [w for w in mine if not declared[w].get("advanced")]
-            if any(declared[w].get("advanced") for w in mine):
+            if any(declared[w].get("advanced") for w in mine) and not r["native_fold"]:
                 want.append(TOGGLE)
             assert shown == want, (name, shown, want)
     # dpm_adaptive: sampler_name, noise_strength, nothing of its eight
     # internals (all advanced), the fold row; vp: all three advanced
-    assert r["widgets"]["sampler"]["dpm_adaptive"] == ["sampler_name", "noise_strength", TOGGLE]
+    fold = [] if r["native_fold"] else [TOGGLE]
+    assert r["widgets"]["sampler"]["dpm_adaptive"] == ["sampler_name", "noise_strength"] + fold
     assert r["widgets"]["sampler"]["dpmpp_2m"] == ["sampler_name", "noise_strength",
-                                                   "dpmpp_2m_solver_type", TOGGLE]
-    assert r["widgets"]["scheduler"]["vp"] == ["scheduler", "steps", "denoise", TOGGLE]
+                                                   "dpmpp_2m_solver_type"] + fold
+    assert r["widgets"]["scheduler"]["vp"] == ["scheduler", "steps", "denoise"] + fold
     assert r["widgets"]["scheduler"]["normal"] == ["scheduler", "steps", "denoise"]
     assert r["widgets"]["scheduler"]["karras"] == ["scheduler", "steps", "denoise", "karras_rho"]
 
@@ -240,26 +255,29 @@ def _check_values(nodes, server, where):
 def _check_light(r, server):
     """Issue 20's yardstick, per renderer: our KSampler at its default size is
     at most 1.3x the core KSampler plus the plot; it shows the core's widgets
-    plus noise_strength (and the fold row); opening the fold shows every
-    input, and the state survives a save and reload."""
+    plus noise_strength (and the fold row, where the frontend has no fold of
+    its own); opening the fold shows every input, and the state survives a
+    save and reload."""
+    fold = [] if r["native_fold"] else [TOGGLE]
     for ours, core in (("SamplerLabKSampler", "KSampler"),
                        ("SamplerLabKSamplerAdvanced", "KSamplerAdvanced")):
         node_id = str(r["ids"]["k" if ours == "SamplerLabKSampler" else "a"])
         m = r["light"][node_id]
         assert m["ours_height"] <= 1.3 * m["core_height"] + m["plot_height"], (ours, m)
-        assert m["ours_visible"] == m["core_visible"] + ["noise_strength", TOGGLE], (ours, m)
+        assert m["ours_visible"] == m["core_visible"] + ["noise_strength"] + fold, (ours, m)
     everything = _declared_widgets(server, "SamplerLabKSampler")
     opened = [w for w in r["light"]["opened"]["visible"] if w != "control_after_generate"]
-    assert opened == everything + [TOGGLE], opened
+    assert opened == everything + fold, opened
     assert r["light"]["opened"]["property"] is True
     assert r["light"]["closed"]["visible"] == r["light"][str(r["ids"]["k"])]["ours_visible"]
     assert r["light"]["closed"]["height"] == pytest.approx(
         r["light"][str(r["ids"]["k"])]["ours_height"], abs=2)
+    toggle = fold
     fold = r["fold_reload"]
     adv = [w for w in fold["after"] if w != "control_after_generate"]
     assert fold["after"] == fold["before"] and fold["toggle"] is True, fold
-    assert adv == _declared_widgets(server, "SamplerLabKSamplerAdvanced") + [TOGGLE], adv
-    assert TOGGLE in fold["closed_elsewhere"] and "s_noise" not in fold["closed_elsewhere"]
+    assert adv == _declared_widgets(server, "SamplerLabKSamplerAdvanced") + toggle, adv
+    assert "s_noise" not in fold["closed_elsewhere"]
 
 
 def _check_noise(r):
