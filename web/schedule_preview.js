@@ -29,6 +29,7 @@ const HIDDEN_TYPE = "sampler_lab_hidden"; // the old frontend's way to hide a wi
 const TOGGLE = "advanced";                // our fold row (never serialized)
 const ADVANCED_OPEN = "sampler_lab_advanced"; // node property: the fold row's state
 const ADVANCED_NAMES = Symbol("sampler_lab_advanced_names"); // on the node class
+const PLACEHOLDERS = Symbol("sampler_lab_placeholders");     // on the node class
 // Widget types Vue nodes draw (frontend 1.27); others (ours) are not listed there.
 const VUE_TYPES = new Set(["button", "string", "STRING", "text", "int", "INT", "float", "FLOAT",
   "number", "slider", "boolean", "BOOLEAN", "toggle", "combo", "COMBO", "color", "COLOR",
@@ -268,9 +269,13 @@ function applyVisibility(state) {
   if (vueMode()) {
     const els = vueWidgetElements(node);
     if (els) {
+      const hints = node.constructor?.[PLACEHOLDERS] ?? {};
       for (const [w, el] of els) {
         const want = w.__labHidden ? "none" : "";
         if (el.style.display !== want) el.style.display = want;
+        // the declared placeholder (frontend 1.27's text rows show none)
+        const input = hints[w.name] ? el.querySelector("input, textarea") : null;
+        if (input && !input.placeholder) input.placeholder = hints[w.name];
       }
     }
   }
@@ -1226,6 +1231,9 @@ const extension = {
     const declared = { ...nodeData.input?.required, ...nodeData.input?.optional };
     nodeType[ADVANCED_NAMES] = Object.keys(declared)
       .filter((name) => declared[name]?.[1]?.advanced === true);
+    nodeType[PLACEHOLDERS] = Object.fromEntries(Object.entries(declared)
+      .filter(([, d]) => typeof d?.[1]?.placeholder === "string")
+      .map(([name, d]) => [name, d[1].placeholder]));
     const kind = KINDS[nodeData.name] ?? (nodeType[ADVANCED_NAMES].length ? {} : null);
     if (!kind) return;
     const proto = nodeType.prototype;

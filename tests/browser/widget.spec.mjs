@@ -367,6 +367,10 @@ try {
   // small defaults shown as they are (vp_eps_s 0.001, dpm_adaptive_atol 0.0078)
   await setWidget(ids.sm, "sampler_name", "dpm_adaptive");
   await change(ids.s, "scheduler", "vp");
+  // both are advanced: open the fold to see them
+  await setWidget(ids.sm, "advanced", true);
+  await setWidget(ids.s, "advanced", true);
+  await frames();
   report.shown_values = await page.evaluate(([ids, vue]) => {
     const out = {};
     for (const [id, name] of [[ids.sm, "dpm_adaptive_atol"], [ids.s, "vp_eps_s"]]) {
@@ -383,6 +387,8 @@ try {
     }
     return out;
   }, [ids, RENDERER === "vue"]);
+  await setWidget(ids.sm, "advanced", false);
+  await setWidget(ids.s, "advanced", false);
   await setWidget(ids.sm, "sampler_name", "euler");
   await change(ids.s, "scheduler", "karras");
   await shot("selection");
@@ -617,8 +623,12 @@ try {
     const a = byId(saved), b = byId(again);
     const widgetsEqual = Object.keys(a).every((id) =>
       JSON.stringify(a[id].widgets_values) === JSON.stringify(b[id]?.widgets_values));
-    const noExtra = Object.keys(a).every((id) => (a[id].widgets_values ?? []).length === counts[id]
-      && !(a[id].widgets_values ?? []).includes(null));
+    const extraOf = (id) => (a[id].widgets_values ?? []).length !== counts[id]
+      || (a[id].widgets_values ?? []).includes(null);
+    const noExtra = Object.keys(a).every((id) => !extraOf(id));
+    const extraDetail = Object.keys(a).filter(extraOf).map((id) => ({ id, type: a[id].type,
+      values: a[id].widgets_values, widgets: app.graph.getNodeById(Number(id))?.widgets
+        ?.map((w) => w.name) }));
     const props = Object.keys(a).every((id) =>
       JSON.stringify(a[id].properties) === JSON.stringify(b[id]?.properties));
     for (const n of app.graph._nodes) { // the page without this file's widgets
@@ -628,8 +638,14 @@ try {
     }
     const bare = clone(app.graph.serialize());
     const prompt3 = clone((await app.graphToPrompt()).output);
+    // (a node left with no widgets may save no list at all)
+    const sameList = (x, y) => JSON.stringify(x ?? []) === JSON.stringify(y ?? []);
     const bareEqual = Object.keys(a).every((id) =>
-      JSON.stringify(a[id].widgets_values) === JSON.stringify(byId(bare)[id].widgets_values));
+      sameList(a[id].widgets_values, byId(bare)[id].widgets_values));
+    const bareDiff = Object.keys(a).filter((id) =>
+      !sameList(a[id].widgets_values, byId(bare)[id].widgets_values))
+      .map((id) => ({ id, type: a[id].type, saved: a[id].widgets_values,
+        bare: byId(bare)[id].widgets_values }));
     const noPlot = Object.values(prompt1).every((n) => !(PLOT in n.inputs));
     return {
       reload: { widgets_equal: widgetsEqual, no_extra_values: noExtra && bareEqual,
@@ -637,6 +653,7 @@ try {
       api: { equal_after_reload: JSON.stringify(prompt1) === JSON.stringify(prompt2),
         equal_without_widget: JSON.stringify(prompt1) === JSON.stringify(prompt3),
         no_plot_input: noPlot, sampler_inputs: Object.keys(prompt1[String(smId)]?.inputs ?? {}) },
+      extra_detail: extraDetail, bare_diff: bareDiff,
       sampler_values: a[smId]?.widgets_values?.length ?? null,
     };
   }, ids.sm);

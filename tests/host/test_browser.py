@@ -331,7 +331,8 @@ def _check_common(r, server):
     assert "600 calls" in after["head"] and "3.12e-2" in after["head"] and "1.21e-2" in after["head"]
     assert "linear_steps" in r["invalid"]["error"] and r["invalid"]["points"] == 0
     assert r["manual"]["family"] == "flow" and r["manual"]["source"] == "manual"
-    assert r["reload"]["widgets_equal"] and r["reload"]["no_extra_values"]
+    assert r["reload"]["widgets_equal"] and r["reload"]["no_extra_values"], \
+        (r.get("extra_detail"), r.get("bare_diff"))
     assert r["reload"]["properties_kept"]
     assert r["api"]["equal_after_reload"] and r["api"]["equal_without_widget"]
     assert r["api"]["no_plot_input"]
