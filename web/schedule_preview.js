@@ -878,7 +878,9 @@ function drawPlot(state) {
       + `${eta === -1 ? "" : ` η ${fmt(eta)}`}${sn !== 1 ? ` ×${fmt(sn)}` : ""}`, "bar"]);
   }
   let lx = rect.x;
-  for (const [color, label, mark] of items) {
+  for (const [color, full, mark] of items) {
+    // a narrow node: the entry without its details (the sampler, eta, s_noise)
+    const label = lx + 18 + ctx.measureText(full).width > cssW - 4 ? full.split(",")[0] : full;
     const w = ctx.measureText(label).width;
     if (lx + 18 + w > cssW - 4 && lx > rect.x) break;
     if (mark === "bar") {
