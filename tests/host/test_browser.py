@@ -343,7 +343,10 @@ def _check_common(r, server):
     assert r["our_console_errors"] == []
     # a workflow saved by the previous release: values and API prompt as they were
     _check_values(r["previous"]["values"], server, "previous_release.json")
-    for node_id, old in r["previous"]["saved_prompt"].items():
+    # (its API prompt is the frontend 1.27's: the March-2024 frontend reads the
+    # newer file's widget-input slots as converted widgets and leaves them out)
+    old_prompts = {} if r.get("frontend") == "legacy" else r["previous"]["saved_prompt"]
+    for node_id, old in old_prompts.items():
         new = r["previous"]["prompt"][node_id]
         assert new["class_type"] == old["class_type"]
         added = [k for k in new["inputs"] if k not in old["inputs"]]
