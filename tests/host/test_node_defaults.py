@@ -8,7 +8,7 @@ The oracle is the host's own node definitions (KSampler, KSamplerAdvanced,
 KSamplerSelect, BasicScheduler) as this host declares them."""
 import pytest
 
-from hostlib import comfy  # noqa: F401  (fixture)
+from hostlib import comfy, cond, sd15_model  # noqa: F401  (fixtures)
 
 WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN")
 PAIRS = [("KSampler", "SamplerLabKSampler"), ("KSamplerAdvanced", "SamplerLabKSamplerAdvanced"),
@@ -98,3 +98,28 @@ def test_the_flag_changes_no_order_and_no_value(comfy):
         assert decl[1]["advanced"] is True, name
     ours = _node(comfy, "SamplerLabKSampler")
     assert ours["restart"][1]["default"] == "" and ours["s_noise"][1]["default"] == 1.0
+
+
+def test_a_fresh_node_gives_the_cores_image(comfy, sd15_model, cond):
+    """Both KSamplers run with nothing but their own declared defaults (the
+    scheduler left at each node's default): the same latent. On the
+    March-2024 host, whose default scheduler is `normal`, the core is run as
+    the newest core's fresh node (`simple`)."""
+    import torch
+    pos, neg = cond
+    core_decl, ours_decl = _node(comfy, "KSampler"), _node(comfy, "SamplerLabKSampler")
+    args = lambda decls: {n: _default(d) for n, d in decls.items() if _is_widget(d)}  # noqa: E731
+    core_args, ours_args = args(core_decl), args(ours_decl)
+    core_args["scheduler"] = "simple"  # as the newest core's fresh node
+    core_args["steps"] = ours_args["steps"] = 6  # the default 20 would cost 3x for nothing
+    latent = {"samples": torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))}
+    with torch.inference_mode():
+        core = comfy.nodes.KSampler().sample(sd15_model, positive=pos, negative=neg,
+                                             latent_image=latent, **core_args)[0]["samples"]
+        out = comfy.lab.LabKSampler().sample(sd15_model, positive=pos, negative=neg,
+                                             latent_image=latent, **ours_args)
+    ours = (out["result"] if isinstance(out, dict) else out)[0]["samples"]
+    assert {k: v for k, v in ours_args.items() if k in core_args} == core_args
+    assert torch.isfinite(ours).all()
+    err = ((ours - core).norm() / core.norm()).item()
+    assert err < 1e-4, f"a fresh node of ours vs the core's: relative difference {err:.2e}"
