@@ -171,8 +171,13 @@ def _run_spec(server, renderer):
                   f"{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
     r = json.loads(lines[-1])
     print(f"\nbrowser test on the {server.kind} host, {renderer}: screenshots {r.get('shots')}")
-    print(json.dumps({k: r.get(k) for k in ("frontend", "vue_mode", "latency_ms", "fetch_ms",
-                                            "other_console_errors")}, indent=1))
+    print(json.dumps({k: r.get(k) for k in ("frontend", "vue_mode", "native_fold", "latency_ms",
+                                            "fetch_ms", "other_console_errors")}, indent=1))
+    for node_id, m in (r.get("light") or {}).items():  # issue 20's yardstick, as measured
+        if isinstance(m, dict) and "ours_height" in m:
+            print(f"node {node_id}: ours {m['ours_height']:.0f} px, core {m['core_height']:.0f} px, "
+                  f"plot {m['plot_height']:.0f} px: ratio without the plot "
+                  f"{(m['ours_height'] - m['plot_height']) / m['core_height']:.2f}")
     assert r.get("ok"), json.dumps({k: v for k, v in r.items() if k != "noise"}, indent=1)[:6000] \
         + "\n" + run.stderr[-3000:]
     assert run.returncode == 0, run.stderr[-3000:]
