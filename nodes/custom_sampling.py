@@ -1,10 +1,11 @@
 """SAMPLER and SIGMAS nodes for the core SamplerCustom / SamplerCustomAdvanced."""
 from . import host
 from .ksampler import size_params, with_sigmas
-from .widgets import (CONTROL_NAMES, EXPERT_NAMES, KSAMPLER_SCHEDULES, check_names,
-                      check_ranges, check_sampling_inputs, control_inputs, control_values,
-                      eta_value, expert_inputs, expert_values, late_sampler_option_inputs,
-                      noise_strength_input, resolve_scheduler, s_noise_input, sampler_input, sampler_option_inputs, sampler_options,
+from .widgets import (CONTROL_NAMES, DEFAULT_SCHEDULER, EXPERT_NAMES, KSAMPLER_SCHEDULES,
+                      check_names, check_ranges, check_sampling_inputs, control_inputs,
+                      control_values, eta_value, expert_inputs, expert_values,
+                      late_sampler_option_inputs, noise_strength_input, resolve_scheduler,
+                      s_noise_input, sampler_input, sampler_option_inputs, sampler_options,
                       schedule_param_inputs, schedule_params)
 from ..schedules import get_sigmas, parse_sigmas
 
@@ -73,7 +74,8 @@ class LabScheduler:
     def INPUT_TYPES(cls):
         return {"required": {
             "model": ("MODEL", {"tooltip": "The model whose noise levels to use."}),
-            "scheduler": (KSAMPLER_SCHEDULES, {"tooltip": "The schedule."}),
+            "scheduler": (KSAMPLER_SCHEDULES, {"default": DEFAULT_SCHEDULER,
+                                               "tooltip": "The schedule."}),
             "steps": ("INT", {"default": 20, "min": 1, "max": 10000,
                               "tooltip": "Number of steps."}),
             "denoise": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01,

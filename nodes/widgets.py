@@ -9,13 +9,51 @@ from ..schedules import SCHEDULES, aliases
 from ..schedules.preview import KSAMPLER_SCHEDULES  # noqa: F401  (the nodes' list)
 
 
+# The core's defaults where our nodes have the core's input (KSampler,
+# KSamplerSelect, BasicScheduler: the first entry of its list), so a fresh
+# node of ours gives the core's image.
+DEFAULT_SAMPLER = "euler"
+DEFAULT_SCHEDULER = "simple"
+
+# The frontend's `advanced` flag on an input (ComfyUI PR #11939; the core
+# marks eta, s_noise, order, tolerances, sigma ranges and percent windows so
+# in PR #12197): Vue nodes fold these behind "Show Advanced", and our widget
+# script folds them into one toggle row elsewhere. Values, order and names in
+# saved workflows and API prompts do not change.
+ADVANCED = {"advanced": True}
+
+# Method options the core would call internals (solver order, tolerances,
+# controller gains, stage positions): advanced. The rest (solver_type,
+# ge_gamma) are shown with their sampler.
+EXPERT_OPTIONS = frozenset({"order", "rtol", "atol", "h_init", "pcoeff", "icoeff", "dcoeff",
+                            "accept_safety", "r", "r_1", "r_2", "predictor_order",
+                            "corrector_order", "max_stage"})
+# Schedule parameters that tune a process or a published recipe's internals
+# (VP SDE constants, LTXV's shift rule, bong_tangent's pivots and slopes, the
+# linear phase's noise fraction): advanced. A schedule's shape knob (rho,
+# alpha/beta, mu, coeff, middle, model_type, tokens, linear_steps) is shown.
+EXPERT_PARAMS = frozenset({"vp_beta_d", "vp_beta_min", "vp_eps_s", "ltxv_max_shift",
+                           "ltxv_base_shift", "ltxv_stretch", "ltxv_terminal",
+                           "bong_tangent_pivot_1", "bong_tangent_pivot_2",
+                           "bong_tangent_slope_1", "bong_tangent_slope_2",
+                           "linear_quadratic_threshold_noise"})
+
+
+def advanced(declaration):
+    """The same input declaration with the frontend's `advanced` flag."""
+    kind, options = declaration
+    return (kind, {**options, **ADVANCED})
+
+
 def sampler_input():
-    return (SAMPLER_NAMES, {"tooltip": "The solver. Names match the core KSampler's where the "
+    return (SAMPLER_NAMES, {"default": DEFAULT_SAMPLER,
+                            "tooltip": "The solver. Names match the core KSampler's where the "
                                        "algorithm is the same."})
 
 
 def scheduler_input():
-    return (KSAMPLER_SCHEDULES, {"tooltip": "Which noise levels the sampler visits."})
+    return (KSAMPLER_SCHEDULES, {"default": DEFAULT_SCHEDULER,
+                                 "tooltip": "Which noise levels the sampler visits."})
 
 
 def check_names(sampler_name=None, scheduler=None):
@@ -75,7 +113,7 @@ def noise_strength_input():
 
 
 def s_noise_input():
-    return ("FLOAT", {"default": 1.0, "min": 0.0, "max": 10.0, "step": 0.01,
+    return ("FLOAT", {"default": 1.0, "min": 0.0, "max": 10.0, "step": 0.01, **ADVANCED,
                       "tooltip": "Scale of the fresh noise (1 = exact; slightly above 1 "
                                  "counters the softening of stochastic samplers)."})
 
@@ -176,12 +214,17 @@ SHIPPED_SCHEDULE_PARAMS = (
 )
 
 
+def _flagged(declaration, expert):
+    return advanced(declaration) if declaration is not None and expert else declaration
+
+
 def schedule_param_inputs():
-    out = _inputs(SCHEDULES, lambda spec: spec.params, lambda owner, name, p: _widget(
+    """Every schedule's parameter widgets; expert ones and those added since
+    the previous release are advanced."""
+    return _inputs(SCHEDULES, lambda spec: spec.params, lambda owner, name, p: _flagged(_widget(
         p.kind, p.default, p.lo, p.hi, p.choices, p.step,
-        f"{owner} only: {p.description}"))
-    return {k: v if k in SHIPPED_SCHEDULE_PARAMS else (v[0], {**v[1], "advanced": True})
-            for k, v in out.items()}
+        f"{owner} only: {p.description}"),
+        f"{owner}_{name}" in EXPERT_PARAMS or f"{owner}_{name}" not in SHIPPED_SCHEDULE_PARAMS))
 
 
 def schedule_params(scheduler, widget_values):
@@ -206,9 +249,9 @@ SHIPPED_SAMPLER_OPTIONS = (
 
 
 def _all_sampler_option_inputs():
-    return _inputs(SAMPLERS, lambda spec: spec.option_specs, lambda owner, name, o: _widget(
-        o.kind, o.default, o.lo, o.hi, o.choices, getattr(o, "step", None),
-        f"{owner} only: {o.description or name}"))
+    return _inputs(SAMPLERS, lambda spec: spec.option_specs, lambda owner, name, o: _flagged(
+        _widget(o.kind, o.default, o.lo, o.hi, o.choices, getattr(o, "step", None),
+                f"{owner} only: {o.description or name}"), name in EXPERT_OPTIONS))
 
 
 def sampler_option_inputs():
@@ -222,7 +265,7 @@ def late_sampler_option_inputs():
     out = {}
     for k, (kind, opts) in _all_sampler_option_inputs().items():
         if k not in SHIPPED_SAMPLER_OPTIONS:
-            out[k] = (kind, {**opts, "advanced": True})
+            out[k] = advanced((kind, opts))
     return out
 
 
@@ -235,8 +278,11 @@ def sampler_options(sampler, widget_values):
 # before them loads them at their defaults) ------------------------------------
 
 def _float(default, lo, hi, step, tip):
-    return ("FLOAT", {"default": default, "min": lo, "max": hi,
+    return ("FLOAT", {"default": default, "min": lo, "max": hi, **ADVANCED,
                       **float_display(default, step), "tooltip": tip})
+
+
+RESTART_PLACEHOLDER = "empty: off · default · [[N, K, t_min, t_max], ...]"
 
 
 def control_inputs():
@@ -256,7 +302,8 @@ def control_inputs():
                          "Churn only from sigmas >= s_tmin (the model's sigma units)."),
         "s_tmax": _float(0.0, 0.0, 10000.0, 0.01,
                          "Churn only from sigmas <= s_tmax; 0: no upper limit (as A1111)."),
-        "restart": ("STRING", {"default": "", "multiline": False,
+        "restart": ("STRING", {"default": "", "multiline": False, **ADVANCED,
+                               "placeholder": RESTART_PLACEHOLDER,
                                "tooltip": "Restart sampling (Xu et al. 2023): empty for none; "
                                           "'default' for A1111's rule by step count; or "
                                           "segments [[N, K, t_min, t_max], ...]: after "

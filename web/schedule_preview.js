@@ -26,6 +26,10 @@ const HEAD_HEIGHT = 24;    // the model row above it
 const MESSAGE_HEIGHT = 26; // a display node before its first run
 const DEBOUNCE_MS = 25;
 const HIDDEN_TYPE = "sampler_lab_hidden"; // the old frontend's way to hide a widget
+const TOGGLE = "advanced";                // our fold row (never serialized)
+const ADVANCED_OPEN = "sampler_lab_advanced"; // node property: the fold row's state
+const ADVANCED_NAMES = Symbol("sampler_lab_advanced_names"); // on the node class
+const PLACEHOLDERS = Symbol("sampler_lab_placeholders");     // on the node class
 // Widget types Vue nodes draw (frontend 1.27); others (ours) are not listed there.
 const VUE_TYPES = new Set(["button", "string", "STRING", "text", "int", "INT", "float", "FLOAT",
   "number", "slider", "boolean", "BOOLEAN", "toggle", "combo", "COMBO", "color", "COLOR",
@@ -112,11 +116,34 @@ function ownersOf(node, kind) {
   return out;
 }
 
-// Hide or show one widget in the classic canvas (current and old frontends).
+// Frontends whose Vue nodes fold inputs flagged advanced themselves ("Show
+// Advanced" button, the "Always show advanced widgets" setting; frontend
+// 1.3x and later) and read `widget.hidden` / `options.hidden` live. Frontend
+// 1.27's Vue nodes do neither (its canvas-only `toggleAdvanced` does not
+// count): they read `options.hidden` once, when the node is first drawn, so
+// there it stays unset and rows are hidden on their elements instead.
+function modernFrontend(node) {
+  if (typeof node.isWidgetRowVisible === "function") return true;
+  try {
+    return app.extensionManager?.setting?.get?.("Comfy.Node.AlwaysShowAdvancedWidgets") !== undefined;
+  } catch { return false; }
+}
+
+function liveVisibility(node) {
+  return modernFrontend(node);
+}
+
+function nativeAdvanced(node) {
+  return vueMode() && modernFrontend(node);
+}
+
+// Hide or show one widget in the classic canvas (current and old frontends)
+// and, where the frontend reads it live, in Vue nodes.
 function setHidden(node, w, hide) {
   if (!!w.__labHidden === hide) return false;
   w.__labHidden = hide;
   const modern = typeof node.isWidgetVisible === "function";
+  const live = liveVisibility(node);
   if (hide) {
     if (Object.prototype.hasOwnProperty.call(w, "computeSize")) w.__labSize = w.computeSize;
     w.computeSize = () => [0, -4]; // -4: the gap the canvas adds after each widget
@@ -125,12 +152,14 @@ function setHidden(node, w, hide) {
       w.__labType = w.type;
       w.type = HIDDEN_TYPE;
     }
+    if (live && w.options) w.options.hidden = true;
   } else {
     if (w.__labSize) w.computeSize = w.__labSize; else delete w.computeSize;
     delete w.__labSize;
     if (modern) w.hidden = false;
     if (w.type === HIDDEN_TYPE) w.type = w.__labType;
     delete w.__labType;
+    if (w.options?.hidden) delete w.options.hidden;
   }
   return true;
 }
@@ -141,41 +170,112 @@ function vueWidgetElements(node) {
   const root = document.querySelector(`[data-node-id="${node.id}"]`);
   const list = root?.querySelector(".lg-node-widgets");
   if (!list) return null;
+  const map = new Map();
+  const named = [...list.querySelectorAll("[data-widget-name]")];
+  if (named.length) { // newer frontends name each row
+    for (const el of named) {
+      const w = widgetOf(node, el.dataset.widgetName);
+      if (w) map.set(w, el);
+    }
+    return map;
+  }
   const els = [...list.children].filter((el) => el.classList?.contains("lg-widget-container"));
   const drawn = (node.widgets ?? []).filter((w) => w && w.type && !w.options?.hidden
     && !w.options?.canvasOnly && (VUE_TYPES.has(w.type) || VUE_TYPES.has(w.__labType)));
-  const map = new Map();
   if (els.length === drawn.length) {
     drawn.forEach((w, i) => map.set(w, els[i]));
   } else { // by the label each row shows
     for (const el of els) {
       const label = el.querySelector("p")?.textContent?.trim();
-      const w = drawn.find((x) => (x.label ?? x.name) === label);
+      const w = drawn.find((x) => x.name === label || x.label === label);
       if (w) map.set(w, el);
     }
   }
   return map;
 }
 
+// --- the advanced fold ----------------------------------------------------------
+// Inputs flagged {"advanced": true} in INPUT_TYPES (the server's node
+// definition) fold into one toggle row, open or closed per node
+// (node.properties), on every frontend but those that fold them natively.
+// The toggle is ours: never in widgets_values nor the API prompt.
+
+function advancedOpen(node) {
+  if (node.properties?.[ADVANCED_OPEN] === true) return true;
+  try { // the frontend's "always show advanced widgets" setting, where it has one
+    return app.extensionManager?.setting?.get?.("Comfy.Node.AlwaysShowAdvancedWidgets") === true;
+  } catch { return false; }
+}
+
+function setAdvancedOpen(node, open) {
+  node.properties ??= {};
+  node.properties[ADVANCED_OPEN] = !!open;
+  if (modernFrontend(node)) node.showAdvanced = !!open; // the same state in its Vue nodes
+}
+
+function addFoldToggle(node, state) {
+  if (!state.advanced.size || typeof node.addWidget !== "function") return;
+  const toggle = node.addWidget("toggle", TOGGLE, advancedOpen(node), (v) => {
+    setAdvancedOpen(node, !!v);
+    state.changedAt ??= performance.now();
+    refresh(state);
+  }, { on: "shown", off: "folded", serialize: false });
+  if (!toggle) return;
+  toggle.serialize = false; // not in widgets_values (current frontend)
+  toggle.serializeValue = () => undefined;
+  toggle.options ??= {};
+  toggle.options.serialize = false; // not in the API prompt (every frontend)
+  toggle.tooltip = "Show the advanced inputs (noise scale and window, churn, restart, detail, "
+    + "solver internals). Their values are used and saved either way.";
+  state.toggle = toggle;
+}
+
+// Which widgets to hide: another sampler's / schedule's options, and the
+// advanced ones while folded. A widget fed by a link is never hidden.
 function applyVisibility(state) {
   const { node, kind } = state;
-  if (!kind.owner) return;
-  const selected = valueOf(node, kind.owner, null);
-  const owners = ownersOf(node, kind);
+  const owners = kind.owner ? ownersOf(node, kind) : new Map();
+  const selected = kind.owner ? valueOf(node, kind.owner, null) : null;
+  const native = nativeAdvanced(node);
+  if (native && node.properties?.[ADVANCED_OPEN] !== undefined
+      && !!node.showAdvanced !== !!node.properties[ADVANCED_OPEN]) {
+    node.properties[ADVANCED_OPEN] = !!node.showAdvanced; // the frontend's button was used
+  }
+  const open = advancedOpen(node);
   let changed = false;
+  let folded = 0;
   const shown = [];
-  for (const [w, owner] of owners) {
-    const show = owner === selected || isLinked(node, w);
-    changed = setHidden(node, w, !show) || changed;
-    if (show) shown.push(w.name);
+  for (const w of node.widgets ?? []) {
+    if (!w || w === state.widget || w === state.toggle) continue;
+    const linked = isLinked(node, w);
+    const owner = owners.get(w);
+    const other = owner !== undefined && owner !== selected && !linked;
+    const adv = state.advanced.has(w.name) && !linked && !other;
+    if (adv) folded++;
+    // the frontend's own fold: only what this selection could show
+    if (state.advanced.has(w.name) && modernFrontend(node)) w.advanced = adv;
+    const hide = other || (adv && !open && !native);
+    if (owner !== undefined || state.advanced.has(w.name)) changed = setHidden(node, w, hide) || changed;
+    if (owner !== undefined && !hide) shown.push(w.name);
+  }
+  if (state.toggle) {
+    const t = state.toggle;
+    changed = setHidden(node, t, native || folded === 0) || changed;
+    if (t.value !== open) t.value = open;
+    t.label = `advanced (${folded})`;
   }
   state.shownOptions = shown;
+  state.foldedCount = folded;
   if (vueMode()) {
     const els = vueWidgetElements(node);
     if (els) {
+      const hints = node.constructor?.[PLACEHOLDERS] ?? {};
       for (const [w, el] of els) {
-        const want = owners.has(w) && w.__labHidden ? "none" : "";
+        const want = w.__labHidden ? "none" : "";
         if (el.style.display !== want) el.style.display = want;
+        // the declared placeholder (frontend 1.27's text rows show none)
+        const input = hints[w.name] ? el.querySelector("input, textarea") : null;
+        if (input && !input.placeholder) input.placeholder = hints[w.name];
       }
     }
   }
@@ -183,8 +283,12 @@ function applyVisibility(state) {
 }
 
 // The node's height after widgets were hidden or shown, or the plot changed size.
+// Vue nodes of frontend 1.27 size themselves to their rows; newer ones keep
+// the node's size as a floor, so there it shrinks too (else the frame runs
+// on below the last row, for every hidden widget).
 function fitHeight(node) {
-  if (vueMode() || typeof node.computeSize !== "function" || !node.size) return;
+  if (vueMode() && !modernFrontend(node)) return;
+  if (typeof node.computeSize !== "function" || !node.size) return;
   const [w, h] = node.computeSize();
   node.setSize?.([Math.max(node.size[0], w), h]);
   redraw(node);
@@ -210,6 +314,10 @@ function manualShift(node) {
   return Number.isFinite(s) && s > 0 ? s : 3.0;
 }
 
+function familyLabel(family) {
+  return { sd15: "SD1.5", sdxl: "SDXL", flow: "flow" }[family] ?? family;
+}
+
 function describe(found) {
   const fam = found.family === "flow" && found.shift ? `flow, shift ${fmt(found.shift)}` : found.family;
   return fam;
@@ -233,7 +341,7 @@ function assumedModel(state) {
   }
   if (state.upstream) return state.upstream;
   return { family: "sd15", shift: null, source: "guess",
-    text: "guess: no model found upstream", guess: true };
+    text: "no model connected yet", guess: true };
 }
 
 const ORIGIN_DEPTH = 24;
@@ -293,8 +401,8 @@ function refreshUpstream(state) {
     if (state.upstreamKey !== key) return;
     state.upstream = body && !body.error ? { ...body,
       source: "upstream", text: `from ${found.what}` } : { family: "sd15", shift: null,
-      source: "guess", guess: true,
-      text: `guess: ${body?.error ?? "the server could not tell"} (${found.what})` };
+      source: "guess", guess: true, why: body?.error ?? "the server could not tell",
+      text: `${found.what} not readable here` };
     changed(state);
   };
   const hit = cache.get(`model?${key}`);
@@ -365,6 +473,7 @@ function makeState(node, kind) {
     summary: null, changedAt: null, drawnAt: null, drawnKey: null, latency: null,
     plot: null, points: [], hover: null, drag: null, customText: null, shownOptions: [],
     el: null, canvas: null, head: null, widget: null, height: 0, margin: 6,
+    advanced: new Set(node.constructor?.[ADVANCED_NAMES] ?? []), toggle: null, foldedCount: 0,
   };
 }
 
@@ -559,7 +668,7 @@ function stepTicks(n, width) {
 }
 
 function layout(width, height, withNoise) {
-  const left = 40, right = withNoise ? 36 : 10, top = 20, bottom = 28;
+  const left = 40, right = withNoise ? 44 : 10, top = 20, bottom = 28;
   return { x: left, y: top, w: Math.max(40, width - left - right), h: Math.max(30, height - top - bottom) };
 }
 
@@ -610,12 +719,20 @@ function drawHead(state) {
   const flow = model.family === "flow";
   head.shift.style.display = choice === "flow" ? "" : "none";
   if (document.activeElement !== head.shiftInput) head.shiftInput.value = String(manualShift(node));
-  const what = `${model.family === "flow" && model.shift ? `flow, shift ${fmt(model.shift)}`
-    : model.family}`;
-  head.text.textContent = choice === "auto" ? `${what} · ${model.text}` : (model.warn ? `⚠ ${model.warn}` : model.text);
-  head.text.title = head.text.textContent;
+  // A guess names no family: SD1.5 and SDXL share their sigmas, so an
+  // unknown eps checkpoint is drawn with that table, said as such.
+  const what = model.guess ? "SD1.5/SDXL (guess)"
+    : model.family === "flow" && model.shift ? `flow, shift ${fmt(model.shift)}`
+      : familyLabel(model.family);
+  head.text.textContent = choice === "auto"
+    ? `${what} · ${model.text}`
+    : (model.warn ? `⚠ ${model.warn}` : model.text);
+  head.text.title = `The preview assumes ${what}: ${model.text}${model.why ? ` (${model.why})` : ""}. `
+    + "Change it with the menu on the left; auto follows the last run, else the "
+    + "ModelSampling node or checkpoint upstream.";
   const p = palette();
-  head.text.style.color = model.warn ? p.warn : model.guess ? p.warn : p.muted;
+  // grey until something is wrong: a guess is not an error
+  head.text.style.color = model.warn ? p.warn : p.muted;
   head.text.style.fontStyle = model.guess ? "italic" : "normal";
   state.modelShown = { family: model.family, shift: flow ? model.shift : null, source: model.source,
     guess: !!model.guess, text: head.text.textContent };
@@ -698,7 +815,7 @@ function drawPlot(state) {
     ctx.restore();
     text(ctx, "model_low below", rect.x + rect.w - 2, by - 7, "right", p.warn);
   }
-  text(ctx, "step", rect.x + rect.w, cssH - 5, "right", p.muted);
+  text(ctx, "step", rect.x + rect.w / 2, cssH - 5, "center", p.muted);
   ctx.save();
   ctx.translate(9, rect.y + rect.h / 2);
   ctx.rotate(-Math.PI / 2);
@@ -714,6 +831,11 @@ function drawPlot(state) {
       ctx.beginPath(); ctx.moveTo(right, gy); ctx.lineTo(right + 3, gy); ctx.stroke();
       text(ctx, `${Math.round(f * 100)}%`, right + 5, gy, "left", p.noiseEdge);
     }
+    ctx.save();
+    ctx.translate(cssW - 7, rect.y + rect.h / 2);
+    ctx.rotate(Math.PI / 2);
+    text(ctx, "fresh noise (% of σ)", 0, 0, "center", p.noiseEdge);
+    ctx.restore();
     if (bars) {
       for (let i = 0; i < n; i++) {
         const f = bars[i];
@@ -768,10 +890,14 @@ function drawPlot(state) {
     const sampler = valueOf(node, "sampler_name", "");
     const eta = Number(valueOf(node, "noise_strength", -1));
     const sn = Number(valueOf(node, "s_noise", 1));
-    items.push([p.noiseEdge, `fresh noise, ${sampler}${eta === -1 ? "" : ` η ${fmt(eta)}`}${sn !== 1 ? ` ×${fmt(sn)}` : ""}`, "bar"]);
+    const none = bars.every((f) => !(f > 0)); // a deterministic sampler: say so
+    items.push([p.noiseEdge, `${none ? "no fresh noise" : "fresh noise"}, ${sampler}`
+      + `${eta === -1 ? "" : ` η ${fmt(eta)}`}${sn !== 1 ? ` ×${fmt(sn)}` : ""}`, "bar"]);
   }
   let lx = rect.x;
-  for (const [color, label, mark] of items) {
+  for (const [color, full, mark] of items) {
+    // a narrow node: the entry without its details (the sampler, eta, s_noise)
+    const label = lx + 18 + ctx.measureText(full).width > cssW - 4 ? full.split(",")[0] : full;
     const w = ctx.measureText(label).width;
     if (lx + 18 + w > cssW - 4 && lx > rect.x) break;
     if (mark === "bar") {
@@ -988,6 +1114,18 @@ function attach(node, kind) {
   const state = makeState(node, kind);
   node.__samplerLab = state;
   tracked.add(state);
+  // the flag as the newest frontends keep it on the widget (1.27 does not
+  // copy it); `widget.advanced` folds it in their canvas as well (its size,
+  // the node menu's Show Advanced). Not on 1.27, whose Vue nodes ignore it.
+  const modern = modernFrontend(node);
+  for (const w of node.widgets ?? []) {
+    if (!w?.name || !state.advanced.has(w.name)) continue;
+    w.options ??= {};
+    w.options.advanced = true;
+    if (modern) w.advanced = true;
+  }
+  if (modern && node.showAdvanced === undefined) node.showAdvanced = advancedOpen(node);
+  addFoldToggle(node, state);
   // Vue nodes show numbers with at most 3 decimals unless told (atol 0.0078)
   for (const w of node.widgets ?? []) {
     const prec = w?.options?.precision;
@@ -1046,7 +1184,10 @@ function attach(node, kind) {
 function placeInVueNode(state) {
   const { node, el } = state;
   if (!el) return;
-  const body = document.querySelector(`[data-node-id="${node.id}"] [data-testid="node-body-${node.id}"]`);
+  const root = document.querySelector(`[data-node-id="${node.id}"]`);
+  // newer frontends mount a DOM widget in its own row: leave it there
+  if (root?.contains(el) && el.parentElement?.dataset?.testid !== `node-body-${node.id}`) return;
+  const body = root?.querySelector(`[data-testid="node-body-${node.id}"]`);
   if (!body) return;
   if (el.parentElement !== body) {
     body.append(el);
@@ -1104,8 +1245,16 @@ const extension = {
     setInterval(tick, 250);
   },
   beforeRegisterNodeDef(nodeType, nodeData) {
-    const kind = KINDS[nodeData?.name];
-    if (!kind || !nodeType?.prototype) return;
+    if (!nodeType?.prototype || !String(nodeData?.name ?? "").startsWith("SamplerLab")) return;
+    // the inputs the server flags advanced, in declaration order
+    const declared = { ...nodeData.input?.required, ...nodeData.input?.optional };
+    nodeType[ADVANCED_NAMES] = Object.keys(declared)
+      .filter((name) => declared[name]?.[1]?.advanced === true);
+    nodeType[PLACEHOLDERS] = Object.fromEntries(Object.entries(declared)
+      .filter(([, d]) => typeof d?.[1]?.placeholder === "string")
+      .map(([name, d]) => [name, d[1].placeholder]));
+    const kind = KINDS[nodeData.name] ?? (nodeType[ADVANCED_NAMES].length ? {} : null);
+    if (!kind) return;
     const proto = nodeType.prototype;
     chain(proto, "onExecuted", function (output) {
       const state = this.__samplerLab;
@@ -1134,11 +1283,11 @@ const extension = {
     // plot out so saved workflows stay what they are without this file.
     chain(proto, "onSerialize", function (o) {
       const state = this.__samplerLab;
-      if (!state?.widget || !Array.isArray(o?.widgets_values)) return;
-      const i = this.widgets?.indexOf(state.widget) ?? -1;
-      if (i >= 0 && i < o.widgets_values.length && o.widgets_values.length === this.widgets.length) {
-        o.widgets_values.splice(i, 1);
-      }
+      if (!state || !Array.isArray(o?.widgets_values)) return;
+      if (o.widgets_values.length !== this.widgets?.length) return; // the frontend left ours out
+      const ours = [state.widget, state.toggle].filter(Boolean)
+        .map((w) => this.widgets.indexOf(w)).filter((i) => i >= 0).sort((a, b) => b - a);
+      for (const i of ours) o.widgets_values.splice(i, 1);
     });
     chain(proto, "onConfigure", function () {
       const state = this.__samplerLab;
@@ -1161,7 +1310,8 @@ const extension = {
     });
   },
   nodeCreated(node) {
-    const kind = KINDS[node?.comfyClass ?? node?.type];
+    const type = node?.comfyClass ?? node?.type;
+    const kind = KINDS[type] ?? (node?.constructor?.[ADVANCED_NAMES]?.length ? {} : null);
     if (kind) {
       try { attach(node, kind); } catch { /* plain widgets then */ }
     }

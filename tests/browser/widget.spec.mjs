@@ -6,6 +6,7 @@
 // only where the host has flow models), RUN_FLOW=1 (queue a real run on the
 // SD3 one). The last line of stdout is a JSON report; the Python test
 // checks its numbers against the engine.
+import { readFileSync } from "node:fs";
 import { chromium } from "playwright-core";
 
 const URL_ = process.env.COMFY_URL ?? "http://127.0.0.1:8188";
@@ -85,6 +86,11 @@ async function visibleWidgets(id) {
   await frames();
   return page.evaluate(([id, vue]) => {
     const node = window.app.graph.getNodeById(id);
+    const named = [...document.querySelectorAll(`[data-node-id="${id}"] [data-widget-name]`)];
+    if (vue && named.length) { // newer frontends name each row
+      return named.filter((el) => el.offsetParent !== null && getComputedStyle(el).display !== "none")
+        .map((el) => el.dataset.widgetName).filter((n) => n !== "sampler_lab_plot");
+    }
     if (vue) {
       const list = document.querySelector(`[data-node-id="${id}"] .lg-node-widgets`);
       return [...(list?.children ?? [])].filter((el) => el.offsetParent !== null
@@ -181,6 +187,52 @@ async function shot(name) {
   report.shots.push(path);
 }
 
+// Each node's widget values as a workflow file has them and as the loaded
+// graph saves them again (the Python test compares them).
+async function loadedValues(workflow) {
+  return page.evaluate((wf) => {
+    const now = Object.fromEntries(window.app.graph.serialize().nodes.map((n) => [n.id, n]));
+    return wf.nodes.map((n) => ({ id: n.id, type: n.type, file: n.widgets_values ?? null,
+      loaded: now[n.id] ? now[n.id].widgets_values ?? null : "missing" }));
+  }, workflow);
+}
+
+// One node (title included) as a picture of its own.
+async function nodeShot(id, name) {
+  await frames();
+  const box = await page.evaluate(([id, vue]) => {
+    const node = window.app.graph.getNodeById(id);
+    const el = document.querySelector(`[data-node-id="${id}"]`);
+    if (vue && el) {
+      const r = el.getBoundingClientRect();
+      return [r.left, r.top, r.width, r.height];
+    }
+    const c = window.app.canvas;
+    const title = window.LiteGraph.NODE_TITLE_HEIGHT ?? 30;
+    const [x, y] = c.ds.convertOffsetToCanvas([node.pos[0], node.pos[1] - title]);
+    const r = c.canvas.getBoundingClientRect();
+    const k = c.ds.scale;
+    return [r.left + x, r.top + y, node.size[0] * k, (node.size[1] + title) * k];
+  }, [id, RENDERER === "vue"]);
+  const [x, y, w, h] = box.map((v) => Math.round(v));
+  const path = `${SHOT_DIR}/${PREFIX}_node_${name}.png`;
+  await page.screenshot({ path, clip: { x: Math.max(0, x - 8), y: Math.max(0, y - 8),
+    width: w + 16, height: h + 16 } });
+  report.shots.push(path);
+}
+
+// A node's height on screen, in canvas units (title included).
+async function nodeHeight(id) {
+  await frames();
+  return page.evaluate(([id, vue]) => {
+    const node = window.app.graph.getNodeById(id);
+    const el = document.querySelector(`[data-node-id="${id}"]`);
+    const scale = window.app.canvas.ds.scale;
+    if (vue && el) return el.getBoundingClientRect().height / scale;
+    return node.size[1] + (window.LiteGraph.NODE_TITLE_HEIGHT ?? 30);
+  }, [id, RENDERER === "vue"]);
+}
+
 async function canvasPoint(id, i) {
   return page.evaluate(([id, i]) => {
     const s = window.app.graph.getNodeById(id).__samplerLab;
@@ -223,8 +275,8 @@ try {
     app.graph.last_node_id = Math.max(app.graph.last_node_id ?? 0, 1000);
     app.canvas.ds.offset = [0, 0];
     app.canvas.ds.scale = vue ? 0.85 : 0.9; // Vue nodes are larger; at 0.8 and below they hide widgets
-    // below the KSampler, whose controls (noise window, churn, restart, detail) make it tall
-    const row2 = vue ? 1420 : 960;
+    // below the KSampler (its advanced inputs folded)
+    const row2 = vue ? 1000 : 760;
     const add = (type, pos) => {
       if (!LiteGraph.registered_node_types[type]) return null;
       const node = LiteGraph.createNode(type);
@@ -254,8 +306,11 @@ try {
     const o = add("SamplerLabOptimizeSchedule", [1390, row2]);
     const p = add("SamplerLabSigmasPreview", [1850, row2]);
     s.connect(0, p, 0);
+    // the core's own, as new users know them: the yardstick for ours
+    const ck = add("KSampler", [20, row2 + (vue ? 260 : 200)]);
+    const cka = add("KSamplerAdvanced", [20, row2 + (vue ? 760 : 560)]);
     return { k: k.id, kf: kf?.id ?? null, s: s.id, sm: sm.id, a: a.id, c: c.id, o: o.id,
-      p: p.id, ms3: ms3?.id ?? null, ck3: ck3?.id ?? null };
+      p: p.id, ms3: ms3?.id ?? null, ck3: ck3?.id ?? null, core_k: ck.id, core_a: cka.id };
   }, [CKPT_SD15, CKPT_SD3, RENDERER === "vue"]);
   report.ids = ids;
   for (const id of [ids.k, ids.s, ids.a, ids.kf].filter((x) => x !== null)) {
@@ -263,6 +318,30 @@ try {
   }
   await waitState(ids.c, "s.points.length > 2");
   await shot("dark");
+
+  step("as light as the core's");
+  // default size, widgets a new user sees, and the fold
+  const plotOf = (id) => page.evaluate((id) => {
+    const s = window.app.graph.getNodeById(id).__samplerLab;
+    return s.el.getBoundingClientRect().height / window.app.canvas.ds.scale;
+  }, id);
+  report.light = {};
+  // a frontend that folds advanced inputs itself: no toggle row of ours
+  report.native_fold = await page.evaluate((id) =>
+    !!window.app.graph.getNodeById(id).__samplerLab?.toggle?.__labHidden, ids.k);
+  for (const [ours, core] of [[ids.k, ids.core_k], [ids.a, ids.core_a]]) {
+    report.light[ours] = {
+      ours_height: await nodeHeight(ours), core_height: await nodeHeight(core),
+      plot_height: await plotOf(ours),
+      ours_visible: await visibleWidgets(ours), core_visible: await visibleWidgets(core),
+    };
+  }
+  await setWidget(ids.k, "advanced", true);
+  report.light.opened = { visible: await visibleWidgets(ids.k), height: await nodeHeight(ids.k),
+    property: await page.evaluate((id) => window.app.graph.getNodeById(id)
+      .properties?.sampler_lab_advanced ?? null, ids.k) };
+  await setWidget(ids.k, "advanced", false);
+  report.light.closed = { visible: await visibleWidgets(ids.k), height: await nodeHeight(ids.k) };
 
   step("the model each preview assumes");
   report.models = {};
@@ -275,7 +354,7 @@ try {
   step("widgets per selection");
   report.widgets = { sampler: {}, scheduler: {} };
   const heights = {};
-  for (const name of ["euler", "lms", "dpm_adaptive", "dpmpp_sde", "uni_pc_bh2", "euler"]) {
+  for (const name of ["euler", "lms", "dpm_adaptive", "dpmpp_2m", "dpmpp_sde", "uni_pc_bh2", "euler"]) {
     await setWidget(ids.sm, "sampler_name", name);
     report.widgets.sampler[name] = await visibleWidgets(ids.sm);
     heights[name] = await page.evaluate((id) => window.app.graph.getNodeById(id).size[1], ids.sm);
@@ -288,14 +367,19 @@ try {
   // small defaults shown as they are (vp_eps_s 0.001, dpm_adaptive_atol 0.0078)
   await setWidget(ids.sm, "sampler_name", "dpm_adaptive");
   await change(ids.s, "scheduler", "vp");
+  // both are advanced: open the fold to see them
+  await setWidget(ids.sm, "advanced", true);
+  await setWidget(ids.s, "advanced", true);
+  await frames();
   report.shown_values = await page.evaluate(([ids, vue]) => {
     const out = {};
     for (const [id, name] of [[ids.sm, "dpm_adaptive_atol"], [ids.s, "vp_eps_s"]]) {
       const node = window.app.graph.getNodeById(id);
       const w = node.widgets.find((x) => x.name === name);
       if (vue) {
-        const row = [...document.querySelectorAll(`[data-node-id="${id}"] .lg-widget-container`)]
-          .find((el) => el.querySelector("p")?.textContent?.trim() === name);
+        const row = document.querySelector(`[data-node-id="${id}"] [data-widget-name="${name}"]`)
+          ?? [...document.querySelectorAll(`[data-node-id="${id}"] .lg-widget-container`)]
+            .find((el) => el.querySelector("p")?.textContent?.trim() === name);
         out[name] = row?.querySelector("input")?.value ?? null;
       } else { // the canvas shows the value at the widget's precision
         out[name] = Number(w.value).toFixed(w.options.precision ?? 3);
@@ -303,6 +387,8 @@ try {
     }
     return out;
   }, [ids, RENDERER === "vue"]);
+  await setWidget(ids.sm, "advanced", false);
+  await setWidget(ids.s, "advanced", false);
   await setWidget(ids.sm, "sampler_name", "euler");
   await change(ids.s, "scheduler", "karras");
   await shot("selection");
@@ -440,6 +526,16 @@ try {
         head: a.head.text.textContent, preview_points: b.points.length };
     }, [ids.s, ids.p]);
     await shot("after_run");
+    // the same prompt again: the server answers from its cache, and the
+    // nodes keep showing what they last ran
+    await page.evaluate(() => window.app.queuePrompt(0, 1));
+    await page.waitForTimeout(4000);
+    report.run.cached_rerun = await page.evaluate(([s, p]) => {
+      const a = window.app.graph.getNodeById(s).__samplerLab;
+      const b = window.app.graph.getNodeById(p).__samplerLab;
+      return { scheduler_used_shown: !!(a.used && a.drawnKey?.startsWith("used:")),
+        preview_used_shown: !!(b.used && b.drawnKey?.startsWith("used:")) };
+    }, [ids.s, ids.p]);
   }
 
   step("invalid combination");
@@ -469,6 +565,17 @@ try {
   await shot("light");
   await setTheme("dark");
 
+  step("each node, light and dark");
+  const named = { ksampler: ids.k, ksampler_flow: ids.kf, ksampler_advanced: ids.a,
+    scheduler: ids.s, sampler: ids.sm, custom_sigmas: ids.c, optimize: ids.o,
+    sigmas_preview: ids.p, core_ksampler: ids.core_k };
+  for (const theme of ["light", "dark"]) {
+    await setTheme(theme);
+    for (const [name, id] of Object.entries(named)) {
+      if (id !== null) await nodeShot(id, `${name}_${theme}`);
+    }
+  }
+
   step("fits the node");
   report.fits = await page.evaluate((ids) => Object.values(ids).filter((x) => x !== null)
     .map((id) => {
@@ -485,6 +592,19 @@ try {
         node: [left, left + width] };
     }).filter(Boolean), ids);
 
+  step("the fold persists");
+  await setWidget(ids.a, "advanced", true);
+  const openVisible = await visibleWidgets(ids.a);
+  await page.evaluate(async () => {
+    const saved = JSON.parse(JSON.stringify(window.app.graph.serialize()));
+    await window.app.loadGraphData(saved);
+  });
+  await page.waitForTimeout(600);
+  report.fold_reload = { before: openVisible, after: await visibleWidgets(ids.a),
+    toggle: await page.evaluate((id) => window.app.graph.getNodeById(id).__samplerLab?.toggle?.value
+      ?? null, ids.a),
+    closed_elsewhere: await visibleWidgets(ids.k) };
+
   step("save and reload");
   const result = await page.evaluate(async (smId) => {
     const { app } = window;
@@ -493,8 +613,9 @@ try {
     const byId = (wf) => Object.fromEntries(wf.nodes.map((n) => [n.id, n]));
     const saved = clone(app.graph.serialize());
     const prompt1 = clone((await app.graphToPrompt()).output);
+    const ours = (n, w) => w.name === PLOT || w === n.__samplerLab?.toggle;
     const counts = Object.fromEntries(app.graph._nodes.map((n) => [n.id,
-      n.widgets?.filter((w) => w.name !== PLOT).length ?? 0]));
+      n.widgets?.filter((w) => !ours(n, w)).length ?? 0]));
     await app.loadGraphData(clone(saved));
     await new Promise((r) => setTimeout(r, 400));
     const again = clone(app.graph.serialize());
@@ -502,18 +623,29 @@ try {
     const a = byId(saved), b = byId(again);
     const widgetsEqual = Object.keys(a).every((id) =>
       JSON.stringify(a[id].widgets_values) === JSON.stringify(b[id]?.widgets_values));
-    const noExtra = Object.keys(a).every((id) => (a[id].widgets_values ?? []).length === counts[id]
-      && !(a[id].widgets_values ?? []).includes(null));
+    const extraOf = (id) => (a[id].widgets_values ?? []).length !== counts[id]
+      || (a[id].widgets_values ?? []).includes(null);
+    const noExtra = Object.keys(a).every((id) => !extraOf(id));
+    const extraDetail = Object.keys(a).filter(extraOf).map((id) => ({ id, type: a[id].type,
+      values: a[id].widgets_values, widgets: app.graph.getNodeById(Number(id))?.widgets
+        ?.map((w) => w.name) }));
     const props = Object.keys(a).every((id) =>
       JSON.stringify(a[id].properties) === JSON.stringify(b[id]?.properties));
-    for (const n of app.graph._nodes) {
-      const i = n.widgets?.findIndex((w) => w.name === PLOT) ?? -1;
-      if (i >= 0) n.widgets.splice(i, 1);
+    for (const n of app.graph._nodes) { // the page without this file's widgets
+      for (let i = (n.widgets?.length ?? 0) - 1; i >= 0; i--) {
+        if (ours(n, n.widgets[i])) n.widgets.splice(i, 1);
+      }
     }
     const bare = clone(app.graph.serialize());
     const prompt3 = clone((await app.graphToPrompt()).output);
+    // (a node left with no widgets may save no list at all)
+    const sameList = (x, y) => JSON.stringify(x ?? []) === JSON.stringify(y ?? []);
     const bareEqual = Object.keys(a).every((id) =>
-      JSON.stringify(a[id].widgets_values) === JSON.stringify(byId(bare)[id].widgets_values));
+      sameList(a[id].widgets_values, byId(bare)[id].widgets_values));
+    const bareDiff = Object.keys(a).filter((id) =>
+      !sameList(a[id].widgets_values, byId(bare)[id].widgets_values))
+      .map((id) => ({ id, type: a[id].type, saved: a[id].widgets_values,
+        bare: byId(bare)[id].widgets_values }));
     const noPlot = Object.values(prompt1).every((n) => !(PLOT in n.inputs));
     return {
       reload: { widgets_equal: widgetsEqual, no_extra_values: noExtra && bareEqual,
@@ -521,10 +653,32 @@ try {
       api: { equal_after_reload: JSON.stringify(prompt1) === JSON.stringify(prompt2),
         equal_without_widget: JSON.stringify(prompt1) === JSON.stringify(prompt3),
         no_plot_input: noPlot, sampler_inputs: Object.keys(prompt1[String(smId)]?.inputs ?? {}) },
+      extra_detail: extraDetail, bare_diff: bareDiff,
       sampler_values: a[smId]?.widgets_values?.length ?? null,
     };
   }, ids.sm);
   Object.assign(report, result);
+
+  step("a workflow saved by the previous release");
+  // tests/browser/previous_release.json: every Sampler Lab node with every
+  // widget off its default, and the API prompt that release made of it
+  const previous = JSON.parse(readFileSync(new URL("./previous_release.json", import.meta.url)));
+  await page.evaluate(async (wf) => { await window.app.loadGraphData(wf); }, previous.workflow);
+  await page.waitForTimeout(800);
+  report.previous = { values: await loadedValues(previous.workflow), saved_prompt: previous.prompt,
+    prompt: await page.evaluate(async () => JSON.parse(JSON.stringify(
+      (await window.app.graphToPrompt()).output))) };
+  for (const n of previous.workflow.nodes) {
+    const name = n.type.replace(/^SamplerLab/, "").toLowerCase();
+    await page.evaluate((id) => { // each node in view for its picture
+      const node = window.app.graph.getNodeById(id);
+      window.app.canvas.ds.offset = [-node.pos[0] + 40, -node.pos[1] + 60];
+      window.app.graph.setDirtyCanvas(true, true);
+    }, n.id);
+    await page.waitForTimeout(300);
+    if (["ksampler", "sampler"].includes(name)) await nodeShot(n.id, `previous_release_${name}`);
+  }
+  await page.evaluate(() => { window.app.canvas.ds.offset = [0, 0]; });
 
   step("examples");
   // as the Templates dialog offers them: listed, with a thumbnail, and
@@ -567,8 +721,12 @@ try {
         if (!(a[4] <= b[2] || b[4] <= a[2] || a[5] <= b[3] || b[5] <= a[3])) overlaps.push([a[1], b[1]]);
       }
     }
+    // every widget value as the file has it, after the frontend and this
+    // file's script have handled the nodes
+    const values = await loadedValues(workflow);
     report.examples.push({ name, thumbnail: thumb.status(), type: thumb.headers()["content-type"],
-      nodes: boxes.length, overlaps, plots });
+      nodes: boxes.length, overlaps, plots, values });
+    await shot(`example_${name.split(" - ")[0].replace(/[^A-Za-z0-9.]+/g, "_")}`);
     if (name.includes("flow")) await shot("example_flow");
   }
 

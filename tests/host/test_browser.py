@@ -51,8 +51,12 @@ def _server_command(kind, host_dir, work, port):
     common = ["--cpu", "--listen", "127.0.0.1", "--port", str(port),
               "--disable-auto-launch", "--preview-method", "none"]
     if kind == "newest":
+        # SAMPLER_LAB_FRONTEND_ROOT: another frontend's static folder (e.g. a
+        # newer comfyui-frontend-package installed with pip --target)
+        front = os.environ.get("SAMPLER_LAB_FRONTEND_ROOT")
         return [sys.executable, str(host_dir / "main.py"), *common, "--disable-api-nodes",
-                "--database-url", "sqlite:///:memory:", "--base-directory", str(work)]
+                "--database-url", "sqlite:///:memory:", "--base-directory", str(work),
+                *(["--front-end-root", front] if front else [])]
     # The March-2024 host has no --base-directory (nor the api-node and
     # database flags): our folders come in through an extra paths file, and
     # its custom_nodes/ inside the wheel stays untouched.
@@ -136,6 +140,15 @@ def _browser_ready():
     return None
 
 
+def _frontend_tag():
+    """'' for the host's own frontend, else '_fe<version>' of the one named."""
+    front = os.environ.get("SAMPLER_LAB_FRONTEND_ROOT")
+    if not front:
+        return ""
+    found = sorted(Path(front).parent.parent.glob("comfyui_frontend_package-*.dist-info"))
+    return "_fe" + (found[-1].name.split("-")[1].removesuffix(".dist") if found else "other")
+
+
 def _run_spec(server, renderer):
     missing = _browser_ready()
     if missing:
@@ -143,7 +156,8 @@ def _run_spec(server, renderer):
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     profile = Path(tempfile.mkdtemp(prefix="sampler_lab_chromium_"))
     env = dict(os.environ, COMFY_URL=server.url, CHROMIUM=CHROMIUM, PROFILE=str(profile),
-               SHOT_DIR=str(OUT_DIR), SHOT_PREFIX=f"{server.kind}_{renderer}", RENDERER=renderer,
+               SHOT_DIR=str(OUT_DIR), RENDERER=renderer,
+               SHOT_PREFIX=f"{server.kind}{_frontend_tag()}_{renderer}",
                CKPT_SD15=server.checkpoints.get("sd15", ""),
                CKPT_SD3=server.checkpoints.get("sd3", ""),
                RUN_FLOW="1" if "sd3" in server.checkpoints else "0")
@@ -157,50 +171,118 @@ def _run_spec(server, renderer):
                   f"{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
     r = json.loads(lines[-1])
     print(f"\nbrowser test on the {server.kind} host, {renderer}: screenshots {r.get('shots')}")
-    print(json.dumps({k: r.get(k) for k in ("frontend", "vue_mode", "latency_ms", "fetch_ms",
-                                            "other_console_errors")}, indent=1))
+    print(json.dumps({k: r.get(k) for k in ("frontend", "vue_mode", "native_fold", "latency_ms",
+                                            "fetch_ms", "other_console_errors")}, indent=1))
+    for node_id, m in (r.get("light") or {}).items():  # issue 20's yardstick, as measured
+        if isinstance(m, dict) and "ours_height" in m:
+            print(f"node {node_id}: ours {m['ours_height']:.0f} px, core {m['core_height']:.0f} px, "
+                  f"plot {m['plot_height']:.0f} px: ratio without the plot "
+                  f"{(m['ours_height'] - m['plot_height']) / m['core_height']:.2f}")
     assert r.get("ok"), json.dumps({k: v for k, v in r.items() if k != "noise"}, indent=1)[:6000] \
         + "\n" + run.stderr[-3000:]
     assert run.returncode == 0, run.stderr[-3000:]
     return r
 
 
-def _declared_widgets(server, node_type):
-    """The node's widget inputs in declaration order, as the server lists them."""
+def _declarations(server, node_type):
+    """The node's widget inputs in declaration order with their options, as
+    the server lists them."""
     with urllib.request.urlopen(f"{server.url}/object_info/{node_type}", timeout=10) as f:
         spec = json.loads(f.read())[node_type]
     order = spec.get("input_order") or {g: list(spec["input"].get(g, {})) for g in spec["input"]}
-    out = []
+    out = {}
     for group in ("required", "optional"):
         for name in order.get(group, []):
             decl = spec["input"][group][name]
             if isinstance(decl[0], list) or decl[0] in ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"):
-                out.append(name)
+                out[name] = decl[1] if len(decl) > 1 and isinstance(decl[1], dict) else {}
     return out
+
+
+def _declared_widgets(server, node_type):
+    """The node's widget inputs in declaration order, as the server lists them."""
+    return list(_declarations(server, node_type))
+
+
+TOGGLE = "advanced"  # the fold row the widget script adds
 
 
 def _check_widgets(r, server):
     """What each node shows per selection: its own widgets, then exactly the
-    options of the selected sampler / parameters of the selected schedule
+    options of the selected sampler / parameters of the selected schedule,
+    less those the server flags advanced, which fold into one toggle row
     (from the engine's registries and the nodes' declarations)."""
     from sampler_lab.samplers import SAMPLERS
     from sampler_lab.schedules import SCHEDULES
-    for node_type, table, params_of, base, owners in (
+    for node_type, table, params_of, owners in (
             ("SamplerLabSampler", r["widgets"]["sampler"], lambda n: SAMPLERS[n].option_specs,
-             ["sampler_name", "noise_strength", "s_noise"], SAMPLERS),
+             SAMPLERS),
             ("SamplerLabScheduler", r["widgets"]["scheduler"], lambda n: SCHEDULES[n].params,
-             ["scheduler", "steps", "denoise"], SCHEDULES)):
-        declared = _declared_widgets(server, node_type)
+             SCHEDULES)):
+        declared = _declarations(server, node_type)
         assert len(declared) > 12  # what the issue counted: every option at once
-        # widgets no sampler / schedule owns (the Sampler's controls) stay shown, last
-        tail = [w for w in declared if w not in base
-                and not any(w.startswith(f"{o}_") for o in owners)]
+        owned = {w for w in declared if any(w.startswith(f"{o}_") for o in owners)}
         for name, shown in table.items():
-            want = base + [w for w in declared if any(w == f"{name}_{p}" for p in params_of(name))]
-            # the controls every sampler takes stay shown, after the options
-            assert shown == want + tail, (name, shown, want + tail)
-    assert len(r["widgets"]["sampler"]["dpm_adaptive"]) == 11 + 11  # its options, the controls
-    assert len(r["widgets"]["scheduler"]["vp"]) == 6 and len(r["widgets"]["scheduler"]["normal"]) == 3
+            mine = [w for w in declared if w not in owned
+                    or any(w == f"{name}_{p}" for p in params_of(name))]
+            want = [w for w in mine if not declared[w].get("advanced")]
+            if any(declared[w].get("advanced") for w in mine) and not r["native_fold"]:
+                want.append(TOGGLE)
+            assert shown == want, (name, shown, want)
+    # dpm_adaptive: sampler_name, noise_strength, nothing of its eight
+    # internals (all advanced), the fold row; vp: all three advanced
+    fold = [] if r["native_fold"] else [TOGGLE]
+    assert r["widgets"]["sampler"]["dpm_adaptive"] == ["sampler_name", "noise_strength"] + fold
+    assert r["widgets"]["sampler"]["dpmpp_2m"] == ["sampler_name", "noise_strength",
+                                                   "dpmpp_2m_solver_type"] + fold
+    assert r["widgets"]["scheduler"]["vp"] == ["scheduler", "steps", "denoise"] + fold
+    assert r["widgets"]["scheduler"]["normal"] == ["scheduler", "steps", "denoise"]
+    assert r["widgets"]["scheduler"]["karras"] == ["scheduler", "steps", "denoise", "karras_rho"]
+
+
+def _check_values(nodes, server, where):
+    """A loaded workflow saves the file's widget values unchanged, value for
+    value; a file saved before widgets were appended gets exactly those, at
+    their declared defaults, after its own."""
+    for n in nodes:
+        file, loaded = n["file"] or [], n["loaded"]
+        assert loaded != "missing", (where, n)
+        loaded = loaded or []
+        assert loaded[:len(file)] == file, (where, n)
+        extra = loaded[len(file):]
+        if extra:
+            assert n["type"].startswith("SamplerLab"), (where, n)
+            declared = _declarations(server, n["type"])
+            defaults = [d.get("default", "") for d in list(declared.values())[-len(extra):]]
+            assert extra == defaults, (where, n["type"], extra, defaults)
+
+
+def _check_light(r, server):
+    """Issue 20's yardstick, per renderer: our KSampler at its default size is
+    at most 1.3x the core KSampler plus the plot; it shows the core's widgets
+    plus noise_strength (and the fold row, where the frontend has no fold of
+    its own); opening the fold shows every input, and the state survives a
+    save and reload."""
+    fold = [] if r["native_fold"] else [TOGGLE]
+    for ours, core in (("SamplerLabKSampler", "KSampler"),
+                       ("SamplerLabKSamplerAdvanced", "KSamplerAdvanced")):
+        node_id = str(r["ids"]["k" if ours == "SamplerLabKSampler" else "a"])
+        m = r["light"][node_id]
+        assert m["ours_height"] <= 1.3 * m["core_height"] + m["plot_height"], (ours, m)
+        assert m["ours_visible"] == m["core_visible"] + ["noise_strength"] + fold, (ours, m)
+    everything = _declared_widgets(server, "SamplerLabKSampler")
+    opened = [w for w in r["light"]["opened"]["visible"] if w != "control_after_generate"]
+    assert opened == everything + fold, opened
+    assert r["light"]["opened"]["property"] is True
+    assert r["light"]["closed"]["visible"] == r["light"][str(r["ids"]["k"])]["ours_visible"]
+    assert r["light"]["closed"]["height"] == pytest.approx(
+        r["light"][str(r["ids"]["k"])]["ours_height"], abs=2)
+    toggle = fold
+    fold = r["fold_reload"]
+    adv = [w for w in fold["after"] if w != "control_after_generate"]
+    assert fold["after"] == fold["before"] and fold["toggle"] is True, fold
+    assert adv == _declared_widgets(server, "SamplerLabKSamplerAdvanced") + toggle, adv
+    assert "s_noise" not in fold["closed_elsewhere"]
 
 
 def _check_noise(r):
@@ -232,12 +314,13 @@ def _check_noise(r):
 
 def _check_common(r, server):
     assert r["models"]["k"]["family"] == "sd15" and not r["models"]["k"]["guess"]
-    assert r["models"]["a"]["guess"] and "guess" in r["models"]["a"]["text"]
+    assert r["models"]["a"]["guess"] and "no model" in r["models"]["a"]["text"]
     if "sd3" in server.checkpoints:
         assert r["models"]["s"]["family"] == "flow" and r["models"]["s"]["shift"] == pytest.approx(3.0)
         assert r["models"]["kf"]["family"] == "flow" and r["models"]["kf"]["shift"] == pytest.approx(2.0)
         assert "ModelSamplingSD3" in r["models"]["kf"]["text"]
     _check_widgets(r, server)
+    _check_light(r, server)
     families = _check_noise(r)
     if "sd3" in server.checkpoints:
         assert families == {"sd15", "flow"}
@@ -253,7 +336,8 @@ def _check_common(r, server):
     assert "600 calls" in after["head"] and "3.12e-2" in after["head"] and "1.21e-2" in after["head"]
     assert "linear_steps" in r["invalid"]["error"] and r["invalid"]["points"] == 0
     assert r["manual"]["family"] == "flow" and r["manual"]["source"] == "manual"
-    assert r["reload"]["widgets_equal"] and r["reload"]["no_extra_values"]
+    assert r["reload"]["widgets_equal"] and r["reload"]["no_extra_values"], \
+        (r.get("extra_detail"), r.get("bare_diff"))
     assert r["reload"]["properties_kept"]
     assert r["api"]["equal_after_reload"] and r["api"]["equal_without_widget"]
     assert r["api"]["no_plot_input"]
@@ -262,6 +346,18 @@ def _check_common(r, server):
     assert r["degrade"]["no_throw"]
     assert all(f["inside"] for f in r["fits"]) and len(r["fits"]) >= 6, r["fits"]
     assert r["our_console_errors"] == []
+    # a workflow saved by the previous release: values and API prompt as they were
+    _check_values(r["previous"]["values"], server, "previous_release.json")
+    # (its API prompt is the frontend 1.27's: the March-2024 frontend reads the
+    # newer file's widget-input slots as converted widgets and leaves them out)
+    old_prompts = {} if r.get("frontend") == "legacy" else r["previous"]["saved_prompt"]
+    for node_id, old in old_prompts.items():
+        new = r["previous"]["prompt"][node_id]
+        assert new["class_type"] == old["class_type"]
+        added = [k for k in new["inputs"] if k not in old["inputs"]]
+        assert {k: new["inputs"][k] for k in old["inputs"]} == old["inputs"], node_id
+        declared = _declarations(server, new["class_type"])
+        assert all(new["inputs"][k] == declared[k].get("default") for k in added), added
     if server.kind == "newest":  # the Templates dialog's source
         assert len(r["examples"]) == len(list((ROOT / "example_workflows").glob("*.json"))), \
             r["examples"]
@@ -269,8 +365,9 @@ def _check_common(r, server):
             assert ex["thumbnail"] == 200 and ex["type"] == "image/jpeg", ex
             assert ex["nodes"] >= 7
             assert ex["plots"]["stray"] == 0 and ex["plots"]["shown"] == ex["plots"]["wanted"] >= 1, ex
-            if not r["vue_mode"]:  # Vue nodes are drawn larger than the canvas sizes them
-                assert ex["overlaps"] == [], ex
+            _check_values(ex["values"], server, ex["name"])
+            # laid out for both renderers (Vue nodes are drawn wider and taller)
+            assert ex["overlaps"] == [], ex
     lat = sorted(r["latency_ms"])
     assert lat[len(lat) // 2] < 60 and lat[-1] < 400, lat
 
@@ -295,6 +392,8 @@ def test_widget_classic_canvas(server):
     if r.get("run"):  # a real run on the flow model
         assert r["run"]["scheduler_model"]["shift"] == pytest.approx(r["run_shift"])
         assert r["run"]["preview_used"] == r["run"]["scheduler_used"]
+        assert r["run"]["cached_rerun"] == {"scheduler_used_shown": True,
+                                            "preview_used_shown": True}
         assert "last run" in r["run"]["head"]
 
 
@@ -308,3 +407,4 @@ def test_widget_vue_nodes(server):
     assert r["run"]["scheduler_model"]["family"] == "flow"
     assert r["run"]["scheduler_model"]["shift"] == pytest.approx(r["run_shift"])
     assert r["run"]["preview_used"] == r["run"]["scheduler_used"]
+    assert r["run"]["cached_rerun"] == {"scheduler_used_shown": True, "preview_used_shown": True}
