@@ -160,7 +160,9 @@ class LabKSAMPLER(comfy.samplers.KSAMPLER):
         super().__init__(self._run, extra_options={}, inpaint_options={})
 
     def sample(self, model_wrap, sigmas, extra_args, callback, noise, *args, **kwargs):
-        self.process = model_process(model_wrap.inner_model.model_sampling)
+        ms = model_wrap.inner_model.model_sampling
+        self.process = model_process(ms)
+        self.model_range = model_sigma_range(ms)
         if self.process.name == "flow" and len(sigmas) > 1 and \
                 float(sigmas[-1]) > float(sigmas[0]) and float(sigmas[-1]) >= 1.0:
             # The host hands the latent on as x / (1 - sigma) (inverse_noise_scaling).
@@ -187,14 +189,42 @@ class LabKSAMPLER(comfy.samplers.KSAMPLER):
     def _run(self, model, x, sigmas, extra_args=None, callback=None, disable=None):
         return run_sampler(self.spec, model, x, sigmas, extra_args, callback, disable,
                            self.process, self.eta, self.s_noise, self.options,
-                           self.noise_window, self.controls)
+                           self.noise_window, self.controls, model_range=self.model_range)
+
+
+def model_sigma_range(ms):
+    """(sigma_min, sigma_max) of the host's model_sampling `ms`, or None."""
+    try:
+        lo, hi = float(ms.sigma_min), float(ms.sigma_max)
+    except (AttributeError, TypeError, ValueError):
+        return None
+    return (lo, hi) if 0.0 < lo < hi else None
+
+
+def noise_path_range(sigmas, model_range=None):
+    """The sigma interval the run's Brownian path spans: the model's whole
+    range (sigma_min .. sigma_max), widened where the schedule leaves it.
+    Indexing by the model's absolute sigma, not by the piece's first and
+    last, is what makes a split run (KSampler (Advanced) 0-10 then 10-20,
+    SplitSigmas) draw exactly the increments of the unsplit run: the path
+    and the intervals asked of it are the same. None where no positive
+    interval exists."""
+    positive = sigmas[sigmas > 0]
+    if not positive.numel():
+        return None
+    lo, hi = float(positive.min()), float(sigmas.max())
+    if model_range is not None:
+        lo, hi = min(lo, model_range[0]), max(hi, model_range[1])
+    return (lo, hi) if lo < hi else None
 
 
 def run_sampler(spec, model, x, sigmas, extra_args, callback, disable, process, eta=None,
-                s_noise=1.0, options=None, noise_window=None, controls=None):
+                s_noise=1.0, options=None, noise_window=None, controls=None, model_range=None):
     """One of our samplers as the host calls a k-diffusion sampler, with a
     seeded Brownian noise source when it will add noise (its eta, churn or
-    restarts), and the unconditional prediction for CFG++ samplers."""
+    restarts), and the unconditional prediction for CFG++ samplers.
+    model_range: the model's (sigma_min, sigma_max), the span of the noise
+    path (noise_path_range)."""
     eta = spec.default_eta if eta is None else eta
     controls = controls or {}
     extra = dict(controls)
@@ -206,14 +236,15 @@ def run_sampler(spec, model, x, sigmas, extra_args, callback, disable, process, 
     noise = None
     draws = eta > 0 or controls.get("s_churn", 0.0) > 0 or bool(controls.get("restart"))
     if draws and len(sigmas) > 1:
-        # Indexed by sigma, seeded by the sampling seed: reproducible, and the
-        # same path at any step count (as the host does for its SDE samplers).
-        positive = sigmas[sigmas > 0]
+        # Indexed by the model's absolute sigma, seeded by the sampling seed:
+        # reproducible, the same path at any step count, and a split run
+        # draws what the unsplit one draws.
         seed = (extra_args or {}).get("seed")
         if seed is None:
             seed = int(torch.randint(0, 2 ** 63 - 1, []).item())
-        if positive.numel() and float(positive.min()) < float(sigmas.max()):
-            noise = BrownianNoise(x, float(positive.min()), float(sigmas.max()), seed)
+        span = noise_path_range(sigmas, model_range)
+        if span is not None:
+            noise = BrownianNoise(x, span[0], span[1], seed)
     return spec.fn(model, x, sigmas, extra_args=extra_args, callback=callback, disable=disable,
                    process=process, eta=eta, s_noise=s_noise, noise=noise, **extra,
                    **(options or {}))
@@ -268,9 +299,9 @@ def _inner_model_sampling(model_k):
 
 def _core_sampler_function(spec):
     def sample(model, x, sigmas, extra_args=None, callback=None, disable=None, **options):
-        process = model_process(_inner_model_sampling(model))
-        return run_sampler(spec, model, x, sigmas, extra_args, callback, disable, process,
-                           options=options)
+        ms = _inner_model_sampling(model)
+        return run_sampler(spec, model, x, sigmas, extra_args, callback, disable,
+                           model_process(ms), options=options, model_range=model_sigma_range(ms))
     sample.__name__ = f"sample_{CORE_PREFIX}{spec.name}"
     return sample
 
