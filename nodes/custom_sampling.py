@@ -1,7 +1,8 @@
 """SAMPLER and SIGMAS nodes for the core SamplerCustom / SamplerCustomAdvanced."""
 from . import host
 from .ksampler import with_sigmas
-from .widgets import (CONTROL_NAMES, KSAMPLER_SCHEDULES, check_names, check_sampling_inputs,
+from .widgets import (CONTROL_NAMES, KSAMPLER_SCHEDULES, check_names, check_restart,
+                      check_sampling_inputs,
                       control_inputs, control_values, eta_value, noise_strength_input,
                       s_noise_input, sampler_input, sampler_option_inputs, sampler_options,
                       schedule_param_inputs, schedule_params)
@@ -31,15 +32,22 @@ class LabSampler:
                 "optional": {**sampler_option_inputs(), **control_inputs()}}
 
     @classmethod
-    def VALIDATE_INPUTS(cls, sampler_name=None, restart=None, noise_strength=None, s_noise=None,
-                        noise_start=None, noise_end=None, s_churn=None,
-                        s_tmin=None, s_tmax=None, detail_amount=None, detail_start=None,
-                        detail_end=None, detail_bias=None, detail_exponent=None):
+    def _validate_all(cls, sampler_name=None, restart=None, noise_strength=None, s_noise=None,
+                      noise_start=None, noise_end=None, s_churn=None,
+                      s_tmin=None, s_tmax=None, detail_amount=None, detail_start=None,
+                      detail_end=None, detail_bias=None, detail_exponent=None):
         return check_sampling_inputs(
             sampler_name, None, restart, noise_strength=noise_strength, s_noise=s_noise,
             noise_start=noise_start, noise_end=noise_end, s_churn=s_churn, s_tmin=s_tmin,
             s_tmax=s_tmax, detail_amount=detail_amount, detail_start=detail_start,
             detail_end=detail_end, detail_bias=detail_bias, detail_exponent=detail_exponent)
+
+    @classmethod
+    def _validate_restart(cls, restart=None):
+        return check_restart(restart)
+
+    # one argument where the host checks the others itself (see ksampler.py)
+    VALIDATE_INPUTS = _validate_restart if host.HOST_CHECKS_OPTIONAL_INPUTS else _validate_all
 
     def get_sampler(self, sampler_name, noise_strength=-1.0, s_noise=1.0, **options):
         controls = {k: options.pop(k) for k in CONTROL_NAMES if k in options}
@@ -98,15 +106,24 @@ class LabCustomSigmas:
     @classmethod
     def VALIDATE_INPUTS(cls, sigmas):
         try:
-            parse_sigmas(sigmas)
+            _custom_sigmas(sigmas)
         except ValueError as exc:
             return str(exc)
         return True
 
     def get_sigmas(self, sigmas):
-        steps = len(parse_sigmas(sigmas)) - 1
+        steps = len(_custom_sigmas(sigmas)) - 1
         values = get_sigmas("custom", steps, text=sigmas)
         return with_sigmas((values,), values)
+
+
+def _custom_sigmas(text):
+    """parse_sigmas, plus: at least one step (a lone 0 has none)."""
+    values = parse_sigmas(text)
+    if len(values) < 2:
+        raise ValueError(f"sigmas: {text.strip()!r} has no noise level above 0; give at least "
+                         f"one before the final 0, largest first, e.g. '14.6, 7.0, 0'")
+    return values
 
 
 class LabSigmasPreview:

@@ -5,6 +5,8 @@ host (no flow models, no scheduler registry, `ModelPatcher` without
 `get_model_object`) and the newest one (CONST flow sampling, async node
 loading) both work through the same functions.
 """
+import importlib.util
+
 import numpy as np
 import torch
 
@@ -16,6 +18,7 @@ import latent_preview
 
 from ..samplers import BrownianNoise, get_process, get_sampler
 from ..samplers.controls import parse_restart, restart_pieces
+from .widgets import check_combination
 from ..schedules import get_sigmas, ksampler_sigmas
 from ..schedules.sampling import (DiscreteSampling, FlowSampling, FluxSampling,
                                   MappedSampling)
@@ -25,6 +28,14 @@ _CONST = getattr(_model_sampling, "CONST", None)
 _DISCRETE = getattr(_model_sampling, "ModelSamplingDiscrete", None)
 _FLOW = getattr(_model_sampling, "ModelSamplingDiscreteFlow", None)
 _FLUX = getattr(_model_sampling, "ModelSamplingFlux", None)
+
+
+# The host's validation range-checks every declared input (optional ones
+# too) and checks combo lists, except the inputs VALIDATE_INPUTS takes, and
+# reports a VALIDATE_INPUTS failure once per input the function takes. Hosts
+# with the comfy_execution package (from August 2024) do so; the March-2024
+# one checks only required inputs.
+HOST_CHECKS_OPTIONAL_INPUTS = importlib.util.find_spec("comfy_execution") is not None
 
 
 def model_sampling(model):
@@ -157,12 +168,14 @@ class LabKSAMPLER(comfy.samplers.KSAMPLER):
         self.noise_window = noise_window
         self.controls = dict(controls or {})
         self.controls["restart"] = parse_restart(self.controls.get("restart"))
+        check_combination(name, eta, self.spec.default_eta, self.controls)
         super().__init__(self._run, extra_options={}, inpaint_options={})
 
     def sample(self, model_wrap, sigmas, extra_args, callback, noise, *args, **kwargs):
         ms = model_wrap.inner_model.model_sampling
         self.process = model_process(ms)
         self.model_range = model_sigma_range(ms)
+        self._check_sigmas(sigmas)
         if self.process.name == "flow" and len(sigmas) > 1 and \
                 float(sigmas[-1]) > float(sigmas[0]) and float(sigmas[-1]) >= 1.0:
             # The host hands the latent on as x / (1 - sigma) (inverse_noise_scaling).
@@ -177,6 +190,16 @@ class LabKSAMPLER(comfy.samplers.KSAMPLER):
             def callback(step, x0, x, _total):
                 return host_callback(step, x0, x, total)
         return super().sample(model_wrap, sigmas, extra_args, callback, noise, *args, **kwargs)
+
+    def _check_sigmas(self, sigmas):
+        """What only the model tells: its sigma range. Checked before the
+        first model call, naming the input."""
+        if len(sigmas) and float(sigmas.max()) > self.process.sigma_limit:
+            raise ValueError(
+                f"sigmas: {float(sigmas.max()):g} is above a {self.process.name} model's range "
+                f"[0, {self.process.sigma_limit:g}]: these sigmas were made for another model "
+                f"(an eps/v model's reach ~14.6); build them from this model (Sampler Lab "
+                f"Scheduler or BasicScheduler with this model)")
 
     def total_steps(self, sigmas):
         """Steps of a run over `sigmas`, restarts included."""

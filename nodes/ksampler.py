@@ -3,7 +3,7 @@ inputs in the core's order, then ours. A workflow built with the core node
 switches to ours by changing the node type."""
 
 from . import host
-from .widgets import (check_sampling_inputs, control_inputs, control_values, eta_value,
+from .widgets import (check_restart, check_sampling_inputs, control_inputs, control_values, eta_value,
                       noise_strength_input, s_noise_input, sampler_input, scheduler_input)
 
 CATEGORY = "sampling/sampler_lab"
@@ -66,6 +66,14 @@ def _run(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, l
                                     latent, add_noise=add_noise),), sigmas, model)
 
 
+def _validate_restart(cls, restart=None):
+    """VALIDATE_INPUTS on hosts that check every declared input's range and
+    list themselves (HOST_CHECKS_OPTIONAL_INPUTS): only the restart text,
+    which no declaration describes. The host reports a failure once per
+    argument, so one argument gives one error on the input that holds it."""
+    return check_restart(restart)
+
+
 def _validate_inputs(cls, sampler_name=None, scheduler=None, restart=None, noise_strength=None,
                      s_noise=None, noise_start=None, noise_end=None, s_churn=None, s_tmin=None,
                      s_tmax=None, detail_amount=None, detail_start=None, detail_end=None,
@@ -98,7 +106,8 @@ class LabKSampler:
                                   "tooltip": "Fraction of the schedule to run (img2img)."}),
         }, "optional": {**_ours(), **control_inputs()}}
 
-    VALIDATE_INPUTS = classmethod(_validate_inputs)
+    VALIDATE_INPUTS = classmethod(_validate_restart if host.HOST_CHECKS_OPTIONAL_INPUTS
+                                  else _validate_inputs)
 
     def sample(self, model, seed, steps, cfg, sampler_name, scheduler, positive, negative,
                latent_image, denoise=1.0, noise_strength=-1.0, s_noise=1.0, **controls):
@@ -133,7 +142,8 @@ class LabKSamplerAdvanced:
                            "refiner); disable: finish with a denoise to 0."}),
         }, "optional": {**_ours(), **control_inputs()}}
 
-    VALIDATE_INPUTS = classmethod(_validate_inputs)
+    VALIDATE_INPUTS = classmethod(_validate_restart if host.HOST_CHECKS_OPTIONAL_INPUTS
+                                  else _validate_inputs)
 
     def sample(self, model, add_noise, noise_seed, steps, cfg, sampler_name, scheduler,
                positive, negative, latent_image, start_at_step, end_at_step,

@@ -51,8 +51,9 @@ def check_ranges(declared, **values):
 
 def noise_strength_input():
     return ("FLOAT", {"default": -1.0, "min": -1.0, "max": 10.0, "step": 0.01,
-                      "tooltip": "eta: fresh noise per step. -1 uses the sampler's own default "
-                                 "(0 for deterministic samplers, 1 for ancestral/SDE ones); 0 "
+                      "tooltip": "eta: fresh noise per step. -1 (any value below 0) uses the "
+                                 "sampler's own default (0 for deterministic samplers, 1 for "
+                                 "ancestral/SDE ones); 0 "
                                  "is the deterministic ODE, 1 the classic ancestral/SDE "
                                  "sampler, values between blend them."})
 
@@ -64,14 +65,14 @@ def s_noise_input():
 
 
 def eta_value(noise_strength):
-    """-1 -> None (the sampler's default); otherwise a value >= 0."""
+    """Below 0 (the widget's -1) -> None (the sampler's default); otherwise
+    the value. Every value the widget offers, [-1, 10], means something: the
+    widget and the run agree."""
     v = float(noise_strength)
-    if v == -1.0:
-        return None
-    if not (math.isfinite(v) and v >= 0.0):
-        raise ValueError(f"noise_strength must be -1 (the sampler's default) or a number "
-                         f">= 0, got {noise_strength!r}")
-    return v
+    if not math.isfinite(v):
+        raise ValueError(f"noise_strength must be a finite number (below 0: the sampler's "
+                         f"default), got {noise_strength!r}")
+    return None if v < 0.0 else v
 
 
 # --- engine parameters as widgets: one per (sampler or schedule, parameter) --
@@ -241,6 +242,22 @@ def check_sampling_inputs(sampler_name=None, scheduler=None, restart=None, **num
         if ok is not True:
             return ok
     return True
+
+
+def check_combination(sampler, eta, default_eta, controls):
+    """What a node can check of its inputs together once it runs, before any
+    model call (the host's validation reports a VALIDATE_INPUTS failure on
+    every input the function takes, so relations between inputs are checked
+    here, naming each input): restart and churn need the deterministic form
+    of the sampler. eta: the node's (None: the sampler's default_eta)."""
+    eta = default_eta if eta is None else eta
+    if controls.get("restart") and eta > 0.0:
+        raise ValueError(f"restart needs a deterministic sampler: {sampler!r} adds noise "
+                         f"(noise_strength {eta:g}); set noise_strength to 0, pick a "
+                         f"deterministic sampler_name, or clear restart")
+    if float(controls.get("s_churn", 0.0)) > 0.0 and eta > 0.0:
+        raise ValueError(f"s_churn adds the noise of {sampler!r} itself: it needs "
+                         f"noise_strength 0, got {eta:g}")
 
 
 def control_values(sampler, values):

@@ -177,8 +177,9 @@ def test_interrupt_mid_run_raises_like_core(comfy, sd15_model, cond):
 
 
 def test_noise_strength_knob(comfy, sd15_model, cond):
-    """eta = 0 makes euler_ancestral plain Euler; eta = 1 its default; bad
-    values name the input."""
+    """eta = 0 makes euler_ancestral plain Euler; eta = 1 its default; any
+    value below 0 is the default (the widget offers [-1, 10]); a value that is
+    not a number names the input."""
     pos, neg = cond
     run = lambda name, eta: _out(comfy.lab.LabKSampler().sample(
         sd15_model, 5, 8, 1.0, name, "karras", pos, neg, _latent(), 1.0, eta, 1.0))[0]["samples"]
@@ -186,8 +187,9 @@ def test_noise_strength_knob(comfy, sd15_model, cond):
         assert torch.allclose(run("euler_ancestral", 0.0), run("euler", -1.0))
         assert torch.allclose(run("euler_ancestral", -1.0), run("euler_ancestral", 1.0))
         assert not torch.allclose(run("euler_ancestral", 1.0), run("euler", -1.0))
+        assert torch.equal(run("euler_ancestral", -0.5), run("euler_ancestral", -1.0))
         with pytest.raises(ValueError, match="noise_strength"):
-            run("euler", -0.5)
+            run("euler", float("nan"))
 
 
 def test_custom_sigmas_and_scheduler_nodes(comfy, sd15_model):
