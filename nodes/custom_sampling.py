@@ -1,6 +1,10 @@
 """SAMPLER and SIGMAS nodes for the core SamplerCustom / SamplerCustomAdvanced."""
+import torch
+
 from . import host
 from .ksampler import with_sigmas
+from .widgets import (MAX_SEED, fresh_noise_input, initial_noise_input, variation_inputs,
+                      variation_value)
 from .widgets import (CONTROL_NAMES, KSAMPLER_SCHEDULES, check_names, check_restart,
                       check_sampling_inputs,
                       control_inputs, control_values, eta_value, noise_strength_input,
@@ -29,7 +33,8 @@ class LabSampler:
                              "s_noise": s_noise_input()},
                 # saved workflows keep widget values by position: the controls
                 # come after every option that existed when they were added
-                "optional": {**sampler_option_inputs(), **control_inputs()}}
+                "optional": {**sampler_option_inputs(), **control_inputs(),
+                             "fresh_noise": fresh_noise_input()}}
 
     @classmethod
     def _validate_all(cls, sampler_name=None, restart=None, noise_strength=None, s_noise=None,
@@ -51,10 +56,12 @@ class LabSampler:
 
     def get_sampler(self, sampler_name, noise_strength=-1.0, s_noise=1.0, **options):
         controls = {k: options.pop(k) for k in CONTROL_NAMES if k in options}
+        fresh = options.pop("fresh_noise", "brownian")
         window, engine_controls = control_values(sampler_name, controls)
         return (host.LabKSAMPLER(sampler_name, eta=eta_value(noise_strength), s_noise=s_noise,
                                  options=sampler_options(sampler_name, options),
-                                 noise_window=window, controls=engine_controls),)
+                                 noise_window=window, controls=engine_controls,
+                                 fresh_noise=fresh),)
 
 
 class LabScheduler:
@@ -142,3 +149,53 @@ class LabSigmasPreview:
 
     def preview(self, sigmas):
         return with_sigmas((sigmas,), sigmas)
+
+
+class LabNoise:
+    DESCRIPTION = ("NOISE for SamplerCustomAdvanced: the seed's initial noise of a chosen type, "
+                   "and a variation seed (0: the seed's image bit for bit, 1: the variation "
+                   "seed's). Our Sampler nodes' fresh noise follows the variation too.")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("NOISE",)
+    OUTPUT_TOOLTIPS = ("The noise, for SamplerCustomAdvanced.",)
+    FUNCTION = "get_noise"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        variation = variation_inputs()
+        return {"required": {
+            "seed": ("INT", {"default": 0, "min": 0, "max": MAX_SEED,
+                             "control_after_generate": True,
+                             "tooltip": "Seed of the initial noise and of stochastic steps."}),
+            "noise_type": initial_noise_input(),
+            "variation_seed": variation["variation_seed"],
+            "variation_strength": variation["variation_strength"],
+        }, "optional": {
+            "add_noise": ("BOOLEAN", {"default": True, "tooltip": (
+                "Off: no initial noise (continue a run, e.g. the second half of SplitSigmas), "
+                "while the seed still drives the fresh noise, so the split run equals one run "
+                "(the core's DisableNoise hands the sampler seed 0).")}),
+        }}
+
+    def get_noise(self, seed, noise_type="gaussian", variation_seed=0, variation_strength=0.0,
+                  add_noise=True):
+        variation = variation_value(variation_seed, variation_strength)
+        return (LabNoiseObject(seed, noise_type, variation, add_noise),)
+
+
+class LabNoiseObject:
+    """The host's NOISE interface: `seed` (handed to the sampler; it carries
+    the variation to our samplers) and generate_noise(latent)."""
+
+    def __init__(self, seed, noise_type, variation, add_noise=True):
+        self.seed = host.VariedSeed(seed, variation)
+        self.noise_type, self.variation, self.add_noise = noise_type, variation, add_noise
+
+    def generate_noise(self, input_latent):
+        if not self.add_noise:
+            samples = input_latent["samples"]
+            return torch.zeros(samples.shape, dtype=samples.dtype, layout=samples.layout,
+                               device="cpu")
+        return host.make_initial_noise(input_latent["samples"], int(self.seed),
+                                       input_latent.get("batch_index"), self.noise_type,
+                                       self.variation)

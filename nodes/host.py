@@ -17,6 +17,8 @@ import comfy.utils
 import latent_preview
 
 from ..samplers import BrownianNoise, get_process, get_sampler
+from ..samplers.noise_types import (FRESH_NOISE_TYPES, MixedNoise, TypedNoise, check_type,
+                                    initial_noise, slerp)
 from ..samplers.controls import parse_restart, restart_pieces
 from .widgets import check_combination
 from ..schedules import get_sigmas, ksampler_sigmas
@@ -160,8 +162,10 @@ class LabKSAMPLER(comfy.samplers.KSAMPLER):
     restart and detail (samplers/controls.py)."""
 
     def __init__(self, name, eta=None, s_noise=1.0, options=None, noise_window=None,
-                 controls=None):
+                 controls=None, fresh_noise="brownian", variation=None):
         self.spec = get_sampler(name)
+        self.fresh_noise = check_type(fresh_noise, FRESH_NOISE_TYPES, "fresh_noise")
+        self.variation = check_variation(variation)
         self.eta = eta
         self.s_noise = s_noise
         self.options = dict(options or {})
@@ -212,7 +216,8 @@ class LabKSAMPLER(comfy.samplers.KSAMPLER):
     def _run(self, model, x, sigmas, extra_args=None, callback=None, disable=None):
         return run_sampler(self.spec, model, x, sigmas, extra_args, callback, disable,
                            self.process, self.eta, self.s_noise, self.options,
-                           self.noise_window, self.controls, model_range=self.model_range)
+                           self.noise_window, self.controls, model_range=self.model_range,
+                           fresh_noise=self.fresh_noise, variation=self.variation)
 
 
 def model_sigma_range(ms):
@@ -241,8 +246,93 @@ def noise_path_range(sigmas, model_range=None):
     return (lo, hi) if lo < hi else None
 
 
+def check_variation(variation):
+    """(variation_seed, variation_strength) or None; strength in [0, 1]."""
+    if variation is None:
+        return None
+    seed, strength = variation
+    strength = float(strength)
+    if not 0.0 <= strength <= 1.0:
+        raise ValueError(f"variation_strength must be in [0, 1] (0: the seed's image, 1: the "
+                         f"variation seed's), got {strength}")
+    return (int(seed), strength) if strength > 0.0 else None
+
+
+class VariedSeed(int):
+    """The seed a Sampler Lab Noise node hands SamplerCustomAdvanced: an int
+    (the host and its samplers use it as the seed) that also carries the
+    node's variation, so our samplers' fresh noise follows it too."""
+
+    def __new__(cls, seed, variation=None):
+        obj = super().__new__(cls, int(seed))
+        obj.variation = check_variation(variation)
+        return obj
+
+
+# The core's samplers that draw from its Brownian tree over the schedule's
+# own first and last sigma (k_diffusion/sampling.py); the other stochastic
+# ones draw per step from a torch generator seeded with the seed on the
+# latent's device (default_noise_sampler).
+CORE_BROWNIAN = frozenset({"dpmpp_sde", "dpmpp_sde_gpu", "dpmpp_2m_sde", "dpmpp_2m_sde_gpu",
+                           "dpmpp_2m_sde_heun", "dpmpp_2m_sde_heun_gpu", "dpmpp_3m_sde",
+                           "dpmpp_3m_sde_gpu"})
+
+
+def _core_seeds_default_noise():
+    """Whether the host's default_noise_sampler takes the seed (newer hosts);
+    the March-2024 one draws from torch's global generator, which the host's
+    prepare_noise has just seeded."""
+    import inspect
+
+    import comfy.k_diffusion.sampling as kds
+    try:
+        return "seed" in inspect.signature(kds.default_noise_sampler).parameters
+    except (AttributeError, TypeError, ValueError):
+        return False
+
+
+class CoreDefaultNoise:
+    """The core's default noise for its ancestral, DDPM, LCM, ER-SDE, SEEDS
+    and SA-Solver samplers: one randn per call from a generator on the
+    latent's device seeded with the seed (device-dependent, as the core), or
+    on hosts whose sampler takes no seed, from torch's global generator."""
+
+    def __init__(self, x, seed):
+        self.x = x
+        self.generator = None
+        if _core_seeds_default_noise():
+            self.generator = torch.Generator(device=x.device).manual_seed(int(seed))
+
+    def __call__(self, sigma, sigma_next):
+        x = self.x
+        if self.generator is None:
+            return torch.randn_like(x)
+        return torch.randn(x.size(), dtype=x.dtype, layout=x.layout, device=x.device,
+                           generator=self.generator)
+
+
+def fresh_noise_source(kind, name, x, sigmas, seed, model_range=None):
+    """The noise source of fresh noise type `kind` for sampler `name`."""
+    if kind == "core":
+        if name in CORE_BROWNIAN:
+            positive = sigmas[sigmas > 0]
+            if not positive.numel() or float(positive.min()) >= float(sigmas.max()):
+                return None
+            return BrownianNoise(x, float(positive.min()), float(sigmas.max()), seed,
+                                 fine_span=1e-6)
+        return CoreDefaultNoise(x, seed)
+    if kind == "brownian":
+        # Indexed by the model's absolute sigma, seeded by the sampling seed:
+        # reproducible, the same path at any step count, and a split run
+        # draws what the unsplit one draws.
+        span = noise_path_range(sigmas, model_range)
+        return None if span is None else BrownianNoise(x, span[0], span[1], seed)
+    return TypedNoise(x, kind, seed)
+
+
 def run_sampler(spec, model, x, sigmas, extra_args, callback, disable, process, eta=None,
-                s_noise=1.0, options=None, noise_window=None, controls=None, model_range=None):
+                s_noise=1.0, options=None, noise_window=None, controls=None, model_range=None,
+                fresh_noise="brownian", variation=None):
     """One of our samplers as the host calls a k-diffusion sampler, with a
     seeded Brownian noise source when it will add noise (its eta, churn or
     restarts), and the unconditional prediction for CFG++ samplers.
@@ -259,15 +349,19 @@ def run_sampler(spec, model, x, sigmas, extra_args, callback, disable, process, 
     noise = None
     draws = eta > 0 or controls.get("s_churn", 0.0) > 0 or bool(controls.get("restart"))
     if draws and len(sigmas) > 1:
-        # Indexed by the model's absolute sigma, seeded by the sampling seed:
-        # reproducible, the same path at any step count, and a split run
-        # draws what the unsplit one draws.
         seed = (extra_args or {}).get("seed")
         if seed is None:
             seed = int(torch.randint(0, 2 ** 63 - 1, []).item())
-        span = noise_path_range(sigmas, model_range)
-        if span is not None:
-            noise = BrownianNoise(x, span[0], span[1], seed)
+        if variation is None:  # a Sampler Lab Noise node's seed carries its variation
+            variation = getattr(seed, "variation", None)
+        if variation is not None and variation[1] >= 1.0:
+            noise = fresh_noise_source(fresh_noise, spec.name, x, sigmas, variation[0],
+                                       model_range)
+        else:
+            noise = fresh_noise_source(fresh_noise, spec.name, x, sigmas, int(seed), model_range)
+            if variation is not None and noise is not None:
+                noise = MixedNoise(noise, fresh_noise_source(
+                    fresh_noise, spec.name, x, sigmas, variation[0], model_range), variation[1])
     return spec.fn(model, x, sigmas, extra_args=extra_args, callback=callback, disable=disable,
                    process=process, eta=eta, s_noise=s_noise, noise=noise, **extra,
                    **(options or {}))
@@ -278,7 +372,31 @@ def fix_latent(model, latent):
     return fix(model, latent) if fix is not None else latent
 
 
-def sample(model, seed, cfg, sampler, sigmas, positive, negative, latent, add_noise=True):
+def make_initial_noise(samples, seed, batch_index=None, noise_type="gaussian", variation=None):
+    """The initial noise for `samples` (CPU, their dtype): "gaussian" is the
+    core's prepare_noise (its image), the other types samplers/noise_types.py
+    drawn on the CPU; with a variation (seed, strength), the spherical
+    interpolation toward the variation seed's noise (strength 0: the seed's
+    noise bit for bit, 1: the variation seed's)."""
+    def one(s):
+        if noise_type == "gaussian":
+            return comfy.sample.prepare_noise(samples, s, batch_index)
+        shape = list(samples.shape)
+        if batch_index is None:
+            return initial_noise(noise_type, shape, s).to(samples.dtype)
+        inds = [int(i) for i in batch_index]
+        full = initial_noise(noise_type, [max(inds) + 1] + shape[1:], s)
+        return full[inds].to(samples.dtype)
+    variation = check_variation(variation)
+    if variation is None:
+        return one(seed)
+    if variation[1] >= 1.0:
+        return one(variation[0])
+    return slerp(one(seed), one(variation[0]), variation[1])
+
+
+def sample(model, seed, cfg, sampler, sigmas, positive, negative, latent, add_noise=True,
+           noise_type="gaussian", variation=None):
     """One sampling run through the host's own pipeline (conditioning, CFG,
     noise mask, preview, progress bar, interruption)."""
     samples = fix_latent(model, latent["samples"])
@@ -287,7 +405,8 @@ def sample(model, seed, cfg, sampler, sigmas, positive, negative, latent, add_no
         out["samples"] = samples
         return out
     if add_noise:
-        noise = comfy.sample.prepare_noise(samples, seed, latent.get("batch_index"))
+        noise = make_initial_noise(samples, seed, latent.get("batch_index"), noise_type,
+                                   variation)
     else:
         noise = torch.zeros(samples.size(), dtype=samples.dtype, layout=samples.layout,
                             device="cpu")

@@ -3,11 +3,11 @@ inputs in the core's order, then ours. A workflow built with the core node
 switches to ours by changing the node type."""
 
 from . import host
-from .widgets import (check_restart, check_sampling_inputs, control_inputs, control_values, eta_value,
+from .widgets import (MAX_SEED, check_restart, check_sampling_inputs, control_inputs,
+                      check_ranges, control_values, eta_value, noise_type_inputs, variation_value,
                       noise_strength_input, s_noise_input, sampler_input, scheduler_input)
 
 CATEGORY = "sampling/sampler_lab"
-MAX_SEED = 0xFFFFFFFFFFFFFFFF
 
 
 def _common_inputs():
@@ -32,6 +32,20 @@ def _ours():
     return {"noise_strength": noise_strength_input(), "s_noise": s_noise_input()}
 
 
+def _optional():
+    """Every optional input, in the frozen order: ours, the controls, then
+    the variation seed and noise types (advanced)."""
+    return {**_ours(), **control_inputs(), **noise_type_inputs()}
+
+
+def _noise_args(controls):
+    """Pops the noise inputs out of the node's keyword arguments."""
+    variation = variation_value(controls.pop("variation_seed", 0),
+                                controls.pop("variation_strength", 0.0))
+    return {"variation": variation, "noise_type": controls.pop("noise_type", "gaussian"),
+            "fresh_noise": controls.pop("fresh_noise", "brownian")}
+
+
 def with_sigmas(result, sigmas, model=None):
     """The node's outputs plus the sigmas it used and, given the model, its
     family, process and shift (host.model_family), for the web widget
@@ -46,6 +60,8 @@ def with_sigmas(result, sigmas, model=None):
 def _run(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent,
          denoise, noise_strength, s_noise, add_noise=True, start_step=None, last_step=None,
          force_full_denoise=False, controls=None):
+    controls = dict(controls or {})
+    noise = _noise_args(controls)
     eta = eta_value(noise_strength)
     window, engine_controls = control_values(sampler_name, controls or {})
     sigmas = host.schedule(model, scheduler, steps, denoise,
@@ -61,9 +77,11 @@ def _run(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, l
         else:
             return with_sigmas((latent.copy(),), None, model)
     sampler = host.LabKSAMPLER(sampler_name, eta=eta, s_noise=s_noise, noise_window=window,
-                               controls=engine_controls)
+                               controls=engine_controls, fresh_noise=noise["fresh_noise"],
+                               variation=noise["variation"])
     return with_sigmas((host.sample(model, seed, cfg, sampler, sigmas, positive, negative,
-                                    latent, add_noise=add_noise),), sigmas, model)
+                                    latent, add_noise=add_noise, noise_type=noise["noise_type"],
+                                    variation=noise["variation"]),), sigmas, model)
 
 
 def _validate_restart(cls, restart=None):
@@ -77,8 +95,13 @@ def _validate_restart(cls, restart=None):
 def _validate_inputs(cls, sampler_name=None, scheduler=None, restart=None, noise_strength=None,
                      s_noise=None, noise_start=None, noise_end=None, s_churn=None, s_tmin=None,
                      s_tmax=None, detail_amount=None, detail_start=None, detail_end=None,
-                     detail_bias=None, detail_exponent=None):
-    """Both KSamplers' VALIDATE_INPUTS: the host passes the inputs named here."""
+                     detail_bias=None, detail_exponent=None, variation_strength=None):
+    """Both KSamplers' VALIDATE_INPUTS on hosts that check only required
+    inputs: the host passes the inputs named here."""
+    if variation_strength is not None:
+        ok = check_ranges(noise_type_inputs(), variation_strength=variation_strength)
+        if ok is not True:
+            return ok
     return check_sampling_inputs(
         sampler_name, scheduler, restart, noise_strength=noise_strength, s_noise=s_noise,
         noise_start=noise_start, noise_end=noise_end, s_churn=s_churn, s_tmin=s_tmin,
@@ -104,7 +127,7 @@ class LabKSampler:
             **_common_inputs(),
             "denoise": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01,
                                   "tooltip": "Fraction of the schedule to run (img2img)."}),
-        }, "optional": {**_ours(), **control_inputs()}}
+        }, "optional": _optional()}
 
     VALIDATE_INPUTS = classmethod(_validate_restart if host.HOST_CHECKS_OPTIONAL_INPUTS
                                   else _validate_inputs)
@@ -140,7 +163,7 @@ class LabKSamplerAdvanced:
             "return_with_leftover_noise": (["disable", "enable"], {
                 "tooltip": "enable: stop with the noise of end_at_step left in (for a "
                            "refiner); disable: finish with a denoise to 0."}),
-        }, "optional": {**_ours(), **control_inputs()}}
+        }, "optional": _optional()}
 
     VALIDATE_INPUTS = classmethod(_validate_restart if host.HOST_CHECKS_OPTIONAL_INPUTS
                                   else _validate_inputs)

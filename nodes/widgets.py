@@ -4,6 +4,7 @@ without being written twice. No host import here."""
 import math
 
 from ..samplers import SAMPLER_NAMES, SAMPLERS
+from ..samplers.noise_types import FRESH_NOISE_TYPES, INITIAL_NOISE_TYPES
 from ..samplers.controls import as_detail, parse_restart
 from ..schedules import SCHEDULES
 from ..schedules.preview import KSAMPLER_SCHEDULES  # noqa: F401  (the nodes' list)
@@ -217,6 +218,59 @@ def control_inputs():
 
 
 CONTROL_NAMES = tuple(control_inputs())
+
+MAX_SEED = 0xFFFFFFFFFFFFFFFF
+ADVANCED = {"advanced": True}  # the core's 2026 flag: shown under "advanced inputs"
+
+
+def variation_inputs():
+    """Variation seed (A1111's subseed): appended, advanced."""
+    return {
+        "variation_seed": ("INT", {"default": 0, "min": 0, "max": MAX_SEED, **ADVANCED,
+                                   "tooltip": "Seed of the variation: the image moves toward "
+                                              "this seed's image as variation_strength "
+                                              "grows."}),
+        "variation_strength": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01,
+                                         "round": 0.01, **ADVANCED,
+                                         "tooltip": "0: the seed's image (bit for bit); 1: the "
+                                                    "variation seed's; between: a spherical "
+                                                    "interpolation of the two noises (unit "
+                                                    "variance kept)."}),
+    }
+
+
+def initial_noise_input():
+    return (list(INITIAL_NOISE_TYPES), {
+        "default": "gaussian", **ADVANCED,
+        "tooltip": "Type of the initial noise. gaussian: the core's (same image as the core "
+                   "KSampler); others: zero mean, unit variance per channel, other "
+                   "distributions (uniform, laplacian, studentt) or spectra (pyramid, perlin: "
+                   "low frequencies heavier; pink/brown: 1/f^a; blue/violet: high)."})
+
+
+def fresh_noise_input():
+    return (list(FRESH_NOISE_TYPES), {
+        "default": "brownian", **ADVANCED,
+        "tooltip": "Type of the fresh noise of stochastic samplers. brownian: our Brownian "
+                   "path (converges as steps grow, same image on every device, a split run "
+                   "equals one run); core: the core's own draws per sampler name (keeps the "
+                   "core KSampler's image after retyping); the others as for the initial "
+                   "noise, drawn per step."})
+
+
+def noise_type_inputs():
+    """Variation and noise types for the KSamplers, appended in this order."""
+    return {**variation_inputs(), "noise_type": initial_noise_input(),
+            "fresh_noise": fresh_noise_input()}
+
+
+def variation_value(variation_seed, variation_strength):
+    """(seed, strength) or None; ValueError naming the input outside [0, 1]."""
+    v = float(variation_strength)
+    if not (math.isfinite(v) and 0.0 <= v <= 1.0):
+        raise ValueError(f"variation_strength must be in [0, 1] (0: the seed's image, 1: the "
+                         f"variation seed's), got {variation_strength!r}")
+    return (int(variation_seed), v) if v > 0.0 else None
 
 
 def check_restart(restart=None):

@@ -61,7 +61,7 @@ class BrownianNoise:
     results identical across devices.
     """
 
-    def __init__(self, x, sigma_min, sigma_max, seed=0, cpu=True):
+    def __init__(self, x, sigma_min, sigma_max, seed=0, cpu=True, fine_span=None):
         import torchsde  # only stochastic sampling needs it
 
         t0, t1 = float(sigma_min), float(sigma_max)
@@ -88,6 +88,8 @@ class BrownianNoise:
         self.t0 = t0
         self._w0 = w0
         self._fine = None
+        if fine_span is not None:  # e.g. 1e-6: the host's tree down to where it fails
+            self.FINE_SPAN = float(fine_span)
 
     # Below this span (in sigma) the host-compatible tree's 1e-6 rounding is
     # no longer negligible (+-1% of the variance at 1e-4) or fails outright.

@@ -94,12 +94,13 @@ def test_split_ksampler_advanced_multistep_keeps_the_noise(comfy, model, cond, s
 
 def test_split_sigmas_custom_advanced_equals_one_run(comfy, model, cond):
     """SamplerCustomAdvanced over SplitSigmas' halves (the newest host's
-    graph for a base -> refiner chain), our Sampler node."""
+    graph for a base -> refiner chain), our Sampler node; the second half's
+    NOISE is Sampler Lab Noise with add_noise off (the same seed for the
+    fresh noise; the core's DisableNoise hands the sampler seed 0)."""
     cs = comfy.nodes_custom_sampler
     if not hasattr(cs, "SamplerCustomAdvanced"):
         pytest.skip("this host has no SamplerCustomAdvanced (COMFYUI_DIR=/work/comfy has it)")
-    from comfy_extras.nodes_custom_sampler import (BasicGuider, DisableNoise, RandomNoise,
-                                                   SplitSigmas)
+    from comfy_extras.nodes_custom_sampler import BasicGuider, RandomNoise, SplitSigmas
 
     def run(node, *args):
         out = getattr(node(), node.FUNCTION)(*args)
@@ -112,7 +113,7 @@ def test_split_sigmas_custom_advanced_equals_one_run(comfy, model, cond):
     guider = run(BasicGuider, model, pos)[0]
     sampler = comfy.lab.LabSampler().get_sampler("euler_ancestral", -1.0, 1.0)[0]
     noise = run(RandomNoise, 5)[0]
-    off = run(DisableNoise)[0]
+    off = comfy.lab.LabNoise().get_noise(5, add_noise=False)[0]
     with torch.inference_mode():
         whole = run(cs.SamplerCustomAdvanced, noise, guider, sampler, sigmas, _latent())[0]
         first = run(cs.SamplerCustomAdvanced, noise, guider, sampler, high, _latent())[0]

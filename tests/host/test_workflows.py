@@ -284,12 +284,14 @@ FROZEN_WIDGETS = {
         "seed", "steps", "cfg", "sampler_name", "scheduler", "denoise", "noise_strength",
         "s_noise", "noise_start", "noise_end", "s_churn", "s_tmin", "s_tmax", "restart",
         "detail_amount", "detail_start", "detail_end", "detail_bias", "detail_exponent",
+        "variation_seed", "variation_strength", "noise_type", "fresh_noise",
     ],
     "SamplerLabKSamplerAdvanced": [
         "add_noise", "noise_seed", "steps", "cfg", "sampler_name", "scheduler",
         "start_at_step", "end_at_step", "return_with_leftover_noise", "noise_strength",
         "s_noise", "noise_start", "noise_end", "s_churn", "s_tmin", "s_tmax", "restart",
         "detail_amount", "detail_start", "detail_end", "detail_bias", "detail_exponent",
+        "variation_seed", "variation_strength", "noise_type", "fresh_noise",
     ],
     "SamplerLabSampler": [
         "sampler_name", "noise_strength", "s_noise", "lms_order", "dpm_adaptive_order",
@@ -303,7 +305,7 @@ FROZEN_WIDGETS = {
         "sa_solver_pece_corrector_order", "dpmpp_sde_gpu_r", "dpmpp_2m_sde_gpu_solver_type",
         "dpmpp_2m_cfg_pp_solver_type", "gradient_estimation_cfg_pp_ge_gamma", "noise_start",
         "noise_end", "s_churn", "s_tmin", "s_tmax", "restart", "detail_amount",
-        "detail_start", "detail_end", "detail_bias", "detail_exponent",
+        "detail_start", "detail_end", "detail_bias", "detail_exponent", "fresh_noise",
     ],
     "SamplerLabScheduler": [
         "scheduler", "steps", "denoise", "karras_rho", "polyexponential_rho", "beta_alpha",
@@ -314,6 +316,8 @@ FROZEN_WIDGETS = {
         "bong_tangent_slope_2", "optimal_steps_model_type", "ltxv_max_shift",
         "ltxv_base_shift", "ltxv_stretch", "ltxv_terminal", "ltxv_tokens",
     ],
+    "SamplerLabNoise": ["seed", "noise_type", "variation_seed", "variation_strength",
+                        "add_noise"],
 }
 # The first round shipped the prefixes up to s_noise / ipndm_order / gits_coeff;
 # this round's samplers, schedules and controls come after them, frozen here
