@@ -183,10 +183,12 @@ def control_inputs():
         "noise_start": _float(-1.0, -1.0, 1.0, 0.01,
                               "Noise window start: fresh noise enters steps that end after "
                               "this fraction of the model's process (0 pure noise, 1 clean). "
-                              "-1: the sampler's own (sa_solver 0.2, others 0)."),
+                              "-1 (any value below 0): the sampler's own (sa_solver 0.2, "
+                              "others 0)."),
         "noise_end": _float(-1.0, -1.0, 1.0, 0.01,
                             "Noise window end: no fresh noise after this fraction of the "
-                            "model's process. -1: the sampler's own (sa_solver 0.8, others 1)."),
+                            "model's process. -1 (any value below 0): the sampler's own "
+                            "(sa_solver 0.8, others 1)."),
         "s_churn": _float(0.0, 0.0, 100.0, 0.01,
                           "Karras churn (EDM, Alg. 2) for euler, heun and dpm_2: raises the "
                           "noise by up to min(s_churn / steps, 0.414) of sigma before each "
@@ -317,13 +319,14 @@ def check_combination(sampler, eta, default_eta, controls):
 def control_values(sampler, values):
     """The widgets' values -> (noise_window or None, engine keyword arguments
     s_churn, s_tmin, s_tmax, restart, detail). -1 on a window side keeps the
-    sampler's own value there; s_tmax 0 is no upper limit."""
+    sampler's own value there (any value below 0 does: every value the
+    widget offers means something); s_tmax 0 is no upper limit."""
     v = {name: values.get(name, decl[1]["default"]) for name, decl in control_inputs().items()}
     start, end = float(v["noise_start"]), float(v["noise_end"])
     window = None
-    if start != -1.0 or end != -1.0:
+    if start >= 0.0 or end >= 0.0:
         own = SAMPLERS[sampler].noise_window
-        window = (own[0] if start == -1.0 else start, own[1] if end == -1.0 else end)
+        window = (own[0] if start < 0.0 else start, own[1] if end < 0.0 else end)
         if not 0.0 <= window[0] <= window[1] <= 1.0:
             raise ValueError(f"noise_start and noise_end must satisfy 0 <= start <= end <= 1 "
                              f"(or -1 for the sampler's own), got start {start}, end {end} "

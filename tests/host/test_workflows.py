@@ -212,6 +212,22 @@ def test_every_noise_strength_the_widget_offers_validates_and_runs(comfy, host_n
         assert torch.equal(out["result"][0]["samples"], one["result"][0]["samples"])
 
 
+@pytest.mark.parametrize("field", ["noise_start", "noise_end"])
+def test_noise_window_sides_below_0_are_the_samplers_own(comfy, host_nodes, sd15_model, cond,
+                                                         field):
+    """The window widgets offer [-1, 1]; below 0 is the sampler's own side
+    (was: (-1, 0) passed validation and failed at run time)."""
+    pos, neg = cond
+
+    def run(value):
+        with torch.inference_mode():
+            return host_nodes["SamplerLabKSampler"]().sample(
+                sd15_model, 1, 4, 1.0, "sa_solver", "karras", pos, neg,
+                {"samples": torch.zeros(1, 4, 8, 8)}, **{field: value})["result"][0]["samples"]
+    assert not _errors_of(validate(comfy, _ksampler_prompt(**{field: -0.5})), "4")
+    assert torch.equal(run(-0.5), run(-1.0))
+
+
 @pytest.mark.parametrize("overrides,names", [
     ({"noise_start": 0.8, "noise_end": 0.2}, ("noise_start", "noise_end")),
     ({"sampler_name": "euler_ancestral", "restart": "default"},
