@@ -291,6 +291,11 @@ def _core_seeds_default_noise():
         return False
 
 
+# The core's samplers that split ancestral steps on flow models by its RF
+# rule (noise_rules.rf_core) rather than by the process's SNR.
+CORE_RF_SPLIT = frozenset({"euler_ancestral", "dpm_2_ancestral", "dpmpp_2s_ancestral"})
+
+
 class CoreDefaultNoise:
     """The core's default noise for its ancestral, DDPM, LCM, ER-SDE, SEEDS
     and SA-Solver samplers: one randn per call from a generator on the
@@ -362,6 +367,8 @@ def run_sampler(spec, model, x, sigmas, extra_args, callback, disable, process, 
             if variation is not None and noise is not None:
                 noise = MixedNoise(noise, fresh_noise_source(
                     fresh_noise, spec.name, x, sigmas, variation[0], model_range), variation[1])
+    if fresh_noise == "core" and process.name == "flow" and spec.name in CORE_RF_SPLIT:
+        extra["noise_rule"] = "rf_core"  # the core's own split there, for its image
     return spec.fn(model, x, sigmas, extra_args=extra_args, callback=callback, disable=disable,
                    process=process, eta=eta, s_noise=s_noise, noise=noise, **extra,
                    **(options or {}))

@@ -43,12 +43,18 @@ def _lab_sampler(comfy, name, **controls):
 def test_controls_are_appended_last_as_optional_widgets(comfy, node):
     """Saved workflows store widget values by position: the controls come
     after every widget these nodes had, optional (an older workflow loads
-    them at their defaults), in this order."""
+    them at their defaults), in this order; only inputs appended later
+    (the noise inputs, advanced) follow them."""
+    later = {"variation_seed", "variation_strength", "noise_type", "fresh_noise"}
     types = comfy.lab.NODE_CLASS_MAPPINGS[node].INPUT_TYPES()
     widgets = [k for g in ("required", "optional") for k, d in types.get(g, {}).items()
                if isinstance(d[0], list) or d[0] in WIDGET_TYPES]
-    assert widgets[-len(CONTROLS):] == CONTROLS
-    assert list(types["optional"])[-len(CONTROLS):] == CONTROLS
+    start = widgets.index(CONTROLS[0])
+    assert widgets[start:start + len(CONTROLS)] == CONTROLS
+    assert set(widgets[start + len(CONTROLS):]) <= later
+    optional = list(types["optional"])
+    start = optional.index(CONTROLS[0])
+    assert optional[start:start + len(CONTROLS)] == CONTROLS
     assert not set(CONTROLS) & set(types["required"])
 
 

@@ -123,14 +123,15 @@ def any_model(request, comfy):
 # karras 8 steps, cfg 1.5): the deterministic dpm_fast (0.10 eps), dpm_adaptive
 # (3e-3) and deis (8e-2 / 5e-2) are the engine's own (tests/host/
 # test_sampler_parity.py); dpmpp_2s_ancestral_cfg_pp's last step (6e-2 eps);
-# on flow the core runs its ancestral samplers with its RF split (euler,
-# dpm_2, dpmpp_2s ancestral) or the VE formulas on flow sigmas (ddpm,
-# res_multistep_ancestral), ours with the flow process's own ancestral split
-# (0.2-0.5): the same draws, another rule. uni_pc on flow: 9e-4.
+# on flow the core runs ddpm and res_multistep_ancestral with the VE
+# formulas on flow sigmas, ours with the flow process's own ancestral split
+# (0.4-0.5): the same draws, another rule; its RF dpmpp_2s_ancestral steps in
+# another clock (9e-2). (Its RF split of euler_ancestral and dpm_2_ancestral
+# is what fresh noise `core` uses there: equal.) uni_pc on flow: 9e-4.
 KNOWN = {
     "eps": {"dpm_fast", "dpm_adaptive", "deis", "dpmpp_2s_ancestral_cfg_pp"},
-    "flow": {"dpm_fast", "dpm_adaptive", "deis", "uni_pc", "uni_pc_bh2", "euler_ancestral",
-             "dpm_2_ancestral", "dpmpp_2s_ancestral", "dpmpp_2s_ancestral_cfg_pp", "ddpm",
+    "flow": {"dpm_fast", "dpm_adaptive", "deis", "uni_pc", "uni_pc_bh2",
+             "dpmpp_2s_ancestral", "dpmpp_2s_ancestral_cfg_pp", "ddpm",
              "res_multistep_ancestral", "res_multistep_ancestral_cfg_pp"},
 }
 
