@@ -150,3 +150,15 @@ def test_stochastic_samplers_keep_the_data_scale_with_each_type(name, kind, proc
     print(f"SCALE {name} {process} {kind}: {got:.3f} (brownian {ref:.3f})")
     low = kind in ("pyramid-bilinear", "perlin", "brown")
     assert abs(got / ref - 1.0) < (0.08 if low else 0.05)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("kind", ["gaussian", "studentt", "perlin", "pink"])
+def test_same_numbers_on_every_device(kind):
+    """Drawn on the CPU and moved: a CUDA latent gets the CPU latent's noise."""
+    cpu = nt.TypedNoise(torch.zeros(2, 4, 16, 16), kind, 9)
+    gpu = nt.TypedNoise(torch.zeros(2, 4, 16, 16, device="cuda"), kind, 9)
+    for _ in range(3):
+        assert torch.equal(cpu(1.0, 0.5), gpu(1.0, 0.5).cpu())
+    assert torch.equal(nt.initial_noise(kind, (2, 4, 16, 16), 9),
+                       nt.initial_noise(kind, (2, 4, 16, 16), 9))

@@ -199,7 +199,8 @@ def _check_widgets(r, server):
             want = base + [w for w in declared if any(w == f"{name}_{p}" for p in params_of(name))]
             # the controls every sampler takes stay shown, after the options
             assert shown == want + tail, (name, shown, want + tail)
-    assert len(r["widgets"]["sampler"]["dpm_adaptive"]) == 11 + 11  # its options, the controls
+    # its options, the controls, fresh_noise
+    assert len(r["widgets"]["sampler"]["dpm_adaptive"]) == 11 + 11 + 1
     assert len(r["widgets"]["scheduler"]["vp"]) == 6 and len(r["widgets"]["scheduler"]["normal"]) == 3
 
 
