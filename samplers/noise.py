@@ -152,8 +152,10 @@ class BrownianNoise:
         fa, fb = float(sigma), float(sigma_next)
         fa, fb = min(fa, fb), max(fa, fb)
         if not fb - fa >= self.FINE_SPAN:
-            if not fb > fa:
-                raise ValueError(f"BrownianNoise needs two different sigmas, got {fa} twice")
+            if not fb > fa:  # an empty interval: no increment (its weight is 0 too)
+                return self._out(torch.zeros((len(self.seeds),) + tuple(self._w0.shape)
+                                             if self.batched else tuple(self._w0.shape),
+                                             dtype=torch.float64))
             w = self._small(fa, fb) * sign
             return self._out(w if self.batched else w[0])
         with warnings.catch_warnings():

@@ -17,7 +17,9 @@ CASES = [  # (model, scheduler, steps, denoise): the issue's failures and smalle
     ("flow", "polyexponential", 20, 1e-3), ("eps", "exponential", 8, 1e-5),
     ("eps", "optimal_steps", 8, 1e-4), ("flow", "optimal_steps", 8, 1e-4),
 ]
-SAMPLERS = ["lcm", "euler_ancestral", "dpmpp_2m_sde", "dpmpp_sde", "er_sde"]
+SAMPLERS = ["lcm", "euler_ancestral", "dpmpp_2m_sde", "dpmpp_sde", "er_sde", "dpmpp_3m_sde",
+            "sa_solver", "seeds_3", "ddpm", "res_multistep_ancestral", "dpm_2_ancestral",
+            "dpmpp_2s_ancestral"]
 
 
 @pytest.mark.parametrize("sampler", SAMPLERS)
