@@ -323,8 +323,9 @@ def fresh_noise_source(kind, name, x, sigmas, seed, model_range=None):
             positive = sigmas[sigmas > 0]
             if not positive.numel() or float(positive.min()) >= float(sigmas.max()):
                 return None
+            # the core builds its _gpu names' tree on the latent's device
             return BrownianNoise(x, float(positive.min()), float(sigmas.max()), seed,
-                                 fine_span=1e-6)
+                                 cpu=not name.endswith("_gpu"), fine_span=1e-6)
         return CoreDefaultNoise(x, seed)
     if kind == "brownian":
         # Indexed by the model's absolute sigma, seeded by the sampling seed:
