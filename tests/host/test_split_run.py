@@ -121,3 +121,30 @@ def test_split_sigmas_custom_advanced_equals_one_run(comfy, model, cond):
     gap = _rel(second["samples"], whole["samples"])
     print(f"SPLIT SplitSigmas euler_ancestral: {gap:.2e}")
     assert gap < 1e-5
+
+
+def test_split_sigmas_sampler_custom_equals_one_run(comfy, model, cond):
+    """SamplerCustom over SplitSigmas' halves, the second with add_noise off
+    and the same noise_seed (the seed the sampler's fresh noise uses)."""
+    cs = comfy.nodes_custom_sampler
+    split_cls = getattr(cs, "SplitSigmas", None)
+    if split_cls is None:
+        pytest.skip("this host has no SplitSigmas")
+
+    def run(node, *args):
+        out = getattr(node(), node.FUNCTION)(*args)
+        out = getattr(out, "result", out)
+        return out["result"] if isinstance(out, dict) else out
+
+    pos, neg = cond
+    sigmas = run(cs.BasicScheduler, model, "karras", 16, 1.0)[0]
+    high, low = run(split_cls, sigmas, 9)[:2]
+    sampler = comfy.lab.LabSampler().get_sampler("dpmpp_sde", -1.0, 1.0)[0]
+    with torch.inference_mode():
+        whole = run(cs.SamplerCustom, model, True, 5, 1.0, pos, neg, sampler, sigmas,
+                    _latent())[0]
+        first = run(cs.SamplerCustom, model, True, 5, 1.0, pos, neg, sampler, high, _latent())[0]
+        second = run(cs.SamplerCustom, model, False, 5, 1.0, pos, neg, sampler, low, first)[0]
+    gap = _rel(second["samples"], whole["samples"])
+    print(f"SPLIT SplitSigmas SamplerCustom dpmpp_sde: {gap:.2e}")
+    assert gap < 1e-5
