@@ -3,13 +3,12 @@ import torch
 
 from . import host
 from .ksampler import with_sigmas
-from .widgets import (MAX_SEED, fresh_noise_input, initial_noise_input, variation_inputs,
-                      variation_value)
-from .widgets import (CONTROL_NAMES, KSAMPLER_SCHEDULES, check_names, check_restart,
-                      check_sampling_inputs,
-                      control_inputs, control_values, eta_value, noise_strength_input,
+from .widgets import (CONTROL_NAMES, KSAMPLER_SCHEDULES, MAX_SEED, check_names, check_restart,
+                      check_sampling_inputs, control_inputs, control_values, eta_value,
+                      fresh_noise_input, initial_noise_input, noise_strength_input,
                       s_noise_input, sampler_input, sampler_option_inputs, sampler_options,
-                      schedule_param_inputs, schedule_params)
+                      schedule_param_inputs, schedule_params, variation_inputs,
+                      variation_value)
 from ..schedules import get_sigmas, parse_sigmas
 
 CATEGORY = "sampling/sampler_lab"

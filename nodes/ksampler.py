@@ -3,9 +3,10 @@ inputs in the core's order, then ours. A workflow built with the core node
 switches to ours by changing the node type."""
 
 from . import host
-from .widgets import (MAX_SEED, check_restart, check_sampling_inputs, control_inputs,
-                      check_ranges, control_values, eta_value, noise_type_inputs, variation_value,
-                      noise_strength_input, s_noise_input, sampler_input, scheduler_input)
+from .widgets import (MAX_SEED, check_ranges, check_restart, check_sampling_inputs,
+                      control_inputs, control_values, eta_value, noise_strength_input,
+                      noise_type_inputs, s_noise_input, sampler_input, scheduler_input,
+                      variation_value)
 
 CATEGORY = "sampling/sampler_lab"
 
