@@ -6,7 +6,8 @@ scheduler registry, our schedules) in the core KSampler's dropdowns as
 lab_<name>. Off by default; core names are never changed.
 """
 import os
-from .custom_sampling import LabCustomSigmas, LabSampler, LabScheduler, LabSigmasPreview
+from .custom_sampling import (LabCustomSigmas, LabNoise, LabSampler, LabScheduler,
+                              LabSigmasPreview)
 from .ksampler import LabKSampler, LabKSamplerAdvanced
 from .optimize import LabOptimizeSchedule
 
@@ -18,6 +19,7 @@ NODE_CLASS_MAPPINGS = {
     "SamplerLabCustomSigmas": LabCustomSigmas,
     "SamplerLabOptimizeSchedule": LabOptimizeSchedule,
     "SamplerLabSigmasPreview": LabSigmasPreview,
+    "SamplerLabNoise": LabNoise,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -28,6 +30,7 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "SamplerLabCustomSigmas": "Sampler Lab Custom Sigmas",
     "SamplerLabOptimizeSchedule": "Sampler Lab Optimize Schedule",
     "SamplerLabSigmasPreview": "Sampler Lab Sigmas Preview",
+    "SamplerLabNoise": "Sampler Lab Noise",
 }
 
 

@@ -5,6 +5,8 @@ host (no flow models, no scheduler registry, `ModelPatcher` without
 `get_model_object`) and the newest one (CONST flow sampling, async node
 loading) both work through the same functions.
 """
+import importlib.util
+
 import numpy as np
 import torch
 
@@ -16,8 +18,11 @@ import comfy.utils
 import latent_preview
 
 from ..samplers import BrownianNoise, get_process, get_sampler
+from ..samplers.noise_types import (FRESH_NOISE_TYPES, MixedNoise, TypedNoise, check_type,
+                                    initial_noise, slerp)
 from ..samplers.controls import parse_restart, restart_pieces
 from ..samplers.experts import ExpertSwitch, boundary_sigma
+from .widgets import check_combination
 from ..schedules import get_sigmas, ksampler_sigmas
 from ..schedules.sampling import (DiscreteSampling, FlowSampling, FluxSampling,
                                   MappedSampling)
@@ -27,6 +32,14 @@ _CONST = getattr(_model_sampling, "CONST", None)
 _DISCRETE = getattr(_model_sampling, "ModelSamplingDiscrete", None)
 _FLOW = getattr(_model_sampling, "ModelSamplingDiscreteFlow", None)
 _FLUX = getattr(_model_sampling, "ModelSamplingFlux", None)
+
+
+# The host's validation range-checks every declared input (optional ones
+# too) and checks combo lists, except the inputs VALIDATE_INPUTS takes, and
+# reports a VALIDATE_INPUTS failure once per input the function takes. Hosts
+# with the comfy_execution package (from August 2024) do so; the March-2024
+# one checks only required inputs.
+HOST_CHECKS_OPTIONAL_INPUTS = importlib.util.find_spec("comfy_execution") is not None
 
 
 def model_sampling(model):
@@ -151,21 +164,27 @@ class LabKSAMPLER(comfy.samplers.KSAMPLER):
     restart and detail (samplers/controls.py)."""
 
     def __init__(self, name, eta=None, s_noise=1.0, options=None, noise_window=None,
-                 controls=None, experts=None):
+                 controls=None, experts=None, fresh_noise="brownian", variation=None):
         self.spec = get_sampler(name)
         # two experts: {"model_low", "boundary", "boundary_unit", "cfg_low"}
         self.experts = experts
+        self.fresh_noise = check_type(fresh_noise, FRESH_NOISE_TYPES, "fresh_noise")
+        self.variation = check_variation(variation)
         self.eta = eta
         self.s_noise = s_noise
         self.options = dict(options or {})
         self.noise_window = noise_window
         self.controls = dict(controls or {})
         self.controls["restart"] = parse_restart(self.controls.get("restart"))
+        check_combination(name, eta, self.spec.default_eta, self.controls)
         super().__init__(self._run, extra_options={}, inpaint_options={})
 
     def sample(self, model_wrap, sigmas, extra_args, callback, noise, *args, **kwargs):
-        self.process = model_process(model_wrap.inner_model.model_sampling)
-        self.noise_scale = noise_scale_of(model_wrap.inner_model.model_sampling)
+        ms = model_wrap.inner_model.model_sampling
+        self.process = model_process(ms)
+        self.noise_scale = noise_scale_of(ms)
+        self.model_range = model_sigma_range(ms)
+        self._check_sigmas(sigmas)
         if self.experts is not None and self.experts.get("model_low") is not None:
             latent_image = args[0] if args else kwargs.get("latent_image")
             denoise_mask = args[1] if len(args) > 1 else kwargs.get("denoise_mask")
@@ -186,6 +205,16 @@ class LabKSAMPLER(comfy.samplers.KSAMPLER):
                 return host_callback(step, x0, x, total)
         return super().sample(model_wrap, sigmas, extra_args, callback, noise, *args, **kwargs)
 
+    def _check_sigmas(self, sigmas):
+        """What only the model tells: its sigma range. Checked before the
+        first model call, naming the input."""
+        if len(sigmas) and float(sigmas.max()) > self.process.sigma_limit:
+            raise ValueError(
+                f"sigmas: {float(sigmas.max()):g} is above a {self.process.name} model's range "
+                f"[0, {self.process.sigma_limit:g}]: these sigmas were made for another model "
+                f"(an eps/v model's reach ~14.6); build them from this model (Sampler Lab "
+                f"Scheduler or BasicScheduler with this model)")
+
     def total_steps(self, sigmas):
         """Steps of a run over `sigmas`, restarts included."""
         sig = [float(s) for s in sigmas]
@@ -196,8 +225,10 @@ class LabKSAMPLER(comfy.samplers.KSAMPLER):
 
     def _run(self, model, x, sigmas, extra_args=None, callback=None, disable=None):
         return run_sampler(self.spec, model, x, sigmas, extra_args, callback, disable,
-                           self.process, self.eta, self.s_noise * getattr(self, "noise_scale", 1.0),
-                           self.options, self.noise_window, self.controls)
+                           self.process, self.eta, self.s_noise * self.noise_scale,
+                           self.options, self.noise_window, self.controls,
+                           model_range=self.model_range, fresh_noise=self.fresh_noise,
+                           variation=self.variation)
 
 
 def with_expert(model, model_low):
@@ -304,11 +335,130 @@ def latent_pixels(model, latent):
     return int(samples.shape[-1] * ratio), int(samples.shape[-2] * ratio)
 
 
+def model_sigma_range(ms):
+    """(sigma_min, sigma_max) of the host's model_sampling `ms`, or None."""
+    try:
+        lo, hi = float(ms.sigma_min), float(ms.sigma_max)
+    except (AttributeError, TypeError, ValueError):
+        return None
+    return (lo, hi) if 0.0 < lo < hi else None
+
+
+def noise_path_range(sigmas, model_range=None):
+    """The sigma interval the run's Brownian path spans: the model's whole
+    range (sigma_min .. sigma_max), widened where the schedule leaves it.
+    Indexing by the model's absolute sigma, not by the piece's first and
+    last, is what makes a split run (KSampler (Advanced) 0-10 then 10-20,
+    SplitSigmas) draw exactly the increments of the unsplit run: the path
+    and the intervals asked of it are the same. None where no positive
+    interval exists."""
+    positive = sigmas[sigmas > 0]
+    if not positive.numel():
+        return None
+    lo, hi = float(positive.min()), float(sigmas.max())
+    if model_range is not None:
+        lo, hi = min(lo, model_range[0]), max(hi, model_range[1])
+    return (lo, hi) if lo < hi else None
+
+
+def check_variation(variation):
+    """(variation_seed, variation_strength) or None; strength in [0, 1]."""
+    if variation is None:
+        return None
+    seed, strength = variation
+    strength = float(strength)
+    if not 0.0 <= strength <= 1.0:
+        raise ValueError(f"variation_strength must be in [0, 1] (0: the seed's image, 1: the "
+                         f"variation seed's), got {strength}")
+    return (int(seed), strength) if strength > 0.0 else None
+
+
+class VariedSeed(int):
+    """The seed a Sampler Lab Noise node hands SamplerCustomAdvanced: an int
+    (the host and its samplers use it as the seed) that also carries the
+    node's variation, so our samplers' fresh noise follows it too."""
+
+    def __new__(cls, seed, variation=None):
+        obj = super().__new__(cls, int(seed))
+        obj.variation = check_variation(variation)
+        return obj
+
+
+# The core's samplers that draw from its Brownian tree over the schedule's
+# own first and last sigma (k_diffusion/sampling.py); the other stochastic
+# ones draw per step from a torch generator seeded with the seed on the
+# latent's device (default_noise_sampler).
+CORE_BROWNIAN = frozenset({"dpmpp_sde", "dpmpp_sde_gpu", "dpmpp_2m_sde", "dpmpp_2m_sde_gpu",
+                           "dpmpp_2m_sde_heun", "dpmpp_2m_sde_heun_gpu", "dpmpp_3m_sde",
+                           "dpmpp_3m_sde_gpu"})
+
+
+def _core_seeds_default_noise():
+    """Whether the host's default_noise_sampler takes the seed (newer hosts);
+    the March-2024 one draws from torch's global generator, which the host's
+    prepare_noise has just seeded."""
+    import inspect
+
+    import comfy.k_diffusion.sampling as kds
+    try:
+        return "seed" in inspect.signature(kds.default_noise_sampler).parameters
+    except (AttributeError, TypeError, ValueError):
+        return False
+
+
+# The core's samplers that split ancestral steps on flow models by its RF
+# rule (noise_rules.rf_core) rather than by the process's SNR.
+CORE_RF_SPLIT = frozenset({"euler_ancestral", "dpm_2_ancestral", "dpmpp_2s_ancestral"})
+
+
+class CoreDefaultNoise:
+    """The core's default noise for its ancestral, DDPM, LCM, ER-SDE, SEEDS
+    and SA-Solver samplers: one randn per call from a generator on the
+    latent's device seeded with the seed (device-dependent, as the core), or
+    on hosts whose sampler takes no seed, from torch's global generator."""
+
+    def __init__(self, x, seed):
+        self.x = x
+        self.generator = None
+        if _core_seeds_default_noise():
+            self.generator = torch.Generator(device=x.device).manual_seed(int(seed))
+
+    def __call__(self, sigma, sigma_next):
+        x = self.x
+        if self.generator is None:
+            return torch.randn_like(x)
+        return torch.randn(x.size(), dtype=x.dtype, layout=x.layout, device=x.device,
+                           generator=self.generator)
+
+
+def fresh_noise_source(kind, name, x, sigmas, seed, model_range=None):
+    """The noise source of fresh noise type `kind` for sampler `name`."""
+    if kind == "core":
+        if name in CORE_BROWNIAN:
+            positive = sigmas[sigmas > 0]
+            if not positive.numel() or float(positive.min()) >= float(sigmas.max()):
+                return None
+            # the core builds its _gpu names' tree on the latent's device
+            return BrownianNoise(x, float(positive.min()), float(sigmas.max()), seed,
+                                 cpu=not name.endswith("_gpu"), fine_span=1e-6)
+        return CoreDefaultNoise(x, seed)
+    if kind == "brownian":
+        # Indexed by the model's absolute sigma, seeded by the sampling seed:
+        # reproducible, the same path at any step count, and a split run
+        # draws what the unsplit one draws.
+        span = noise_path_range(sigmas, model_range)
+        return None if span is None else BrownianNoise(x, span[0], span[1], seed)
+    return TypedNoise(x, kind, seed)
+
+
 def run_sampler(spec, model, x, sigmas, extra_args, callback, disable, process, eta=None,
-                s_noise=1.0, options=None, noise_window=None, controls=None):
+                s_noise=1.0, options=None, noise_window=None, controls=None, model_range=None,
+                fresh_noise="brownian", variation=None):
     """One of our samplers as the host calls a k-diffusion sampler, with a
     seeded Brownian noise source when it will add noise (its eta, churn or
-    restarts), and the unconditional prediction for CFG++ samplers."""
+    restarts), and the unconditional prediction for CFG++ samplers.
+    model_range: the model's (sigma_min, sigma_max), the span of the noise
+    path (noise_path_range)."""
     eta = spec.default_eta if eta is None else eta
     controls = controls or {}
     extra = dict(controls)
@@ -320,14 +470,21 @@ def run_sampler(spec, model, x, sigmas, extra_args, callback, disable, process, 
     noise = None
     draws = eta > 0 or controls.get("s_churn", 0.0) > 0 or bool(controls.get("restart"))
     if draws and len(sigmas) > 1:
-        # Indexed by sigma, seeded by the sampling seed: reproducible, and the
-        # same path at any step count (as the host does for its SDE samplers).
-        positive = sigmas[sigmas > 0]
         seed = (extra_args or {}).get("seed")
         if seed is None:
             seed = int(torch.randint(0, 2 ** 63 - 1, []).item())
-        if positive.numel() and float(positive.min()) < float(sigmas.max()):
-            noise = BrownianNoise(x, float(positive.min()), float(sigmas.max()), seed)
+        if variation is None:  # a Sampler Lab Noise node's seed carries its variation
+            variation = getattr(seed, "variation", None)
+        if variation is not None and variation[1] >= 1.0:
+            noise = fresh_noise_source(fresh_noise, spec.name, x, sigmas, variation[0],
+                                       model_range)
+        else:
+            noise = fresh_noise_source(fresh_noise, spec.name, x, sigmas, int(seed), model_range)
+            if variation is not None and noise is not None:
+                noise = MixedNoise(noise, fresh_noise_source(
+                    fresh_noise, spec.name, x, sigmas, variation[0], model_range), variation[1])
+    if fresh_noise == "core" and process.name == "flow" and spec.name in CORE_RF_SPLIT:
+        extra["noise_rule"] = "rf_core"  # the core's own split there, for its image
     return spec.fn(model, x, sigmas, extra_args=extra_args, callback=callback, disable=disable,
                    process=process, eta=eta, s_noise=s_noise, noise=noise, **extra,
                    **(options or {}))
@@ -338,7 +495,31 @@ def fix_latent(model, latent):
     return fix(model, latent) if fix is not None else latent
 
 
-def sample(model, seed, cfg, sampler, sigmas, positive, negative, latent, add_noise=True):
+def make_initial_noise(samples, seed, batch_index=None, noise_type="gaussian", variation=None):
+    """The initial noise for `samples` (CPU, their dtype): "gaussian" is the
+    core's prepare_noise (its image), the other types samplers/noise_types.py
+    drawn on the CPU; with a variation (seed, strength), the spherical
+    interpolation toward the variation seed's noise (strength 0: the seed's
+    noise bit for bit, 1: the variation seed's)."""
+    def one(s):
+        if noise_type == "gaussian":
+            return comfy.sample.prepare_noise(samples, s, batch_index)
+        shape = list(samples.shape)
+        if batch_index is None:
+            return initial_noise(noise_type, shape, s).to(samples.dtype)
+        inds = [int(i) for i in batch_index]
+        full = initial_noise(noise_type, [max(inds) + 1] + shape[1:], s)
+        return full[inds].to(samples.dtype)
+    variation = check_variation(variation)
+    if variation is None:
+        return one(seed)
+    if variation[1] >= 1.0:
+        return one(variation[0])
+    return slerp(one(seed), one(variation[0]), variation[1])
+
+
+def sample(model, seed, cfg, sampler, sigmas, positive, negative, latent, add_noise=True,
+           noise_type="gaussian", variation=None):
     """One sampling run through the host's own pipeline (conditioning, CFG,
     noise mask, preview, progress bar, interruption)."""
     samples = fix_latent(model, latent["samples"])
@@ -347,7 +528,8 @@ def sample(model, seed, cfg, sampler, sigmas, positive, negative, latent, add_no
         out["samples"] = samples
         return out
     if add_noise:
-        noise = comfy.sample.prepare_noise(samples, seed, latent.get("batch_index"))
+        noise = make_initial_noise(samples, seed, latent.get("batch_index"), noise_type,
+                                   variation)
     else:
         noise = torch.zeros(samples.size(), dtype=samples.dtype, layout=samples.layout,
                             device="cpu")
@@ -383,9 +565,9 @@ def _inner_model_sampling(model_k):
 def _core_sampler_function(spec):
     def sample(model, x, sigmas, extra_args=None, callback=None, disable=None, **options):
         ms = _inner_model_sampling(model)
-        process = model_process(ms)
-        return run_sampler(spec, model, x, sigmas, extra_args, callback, disable, process,
-                           s_noise=noise_scale_of(ms), options=options)
+        return run_sampler(spec, model, x, sigmas, extra_args, callback, disable,
+                           model_process(ms), s_noise=noise_scale_of(ms), options=options,
+                           model_range=model_sigma_range(ms))
     sample.__name__ = f"sample_{CORE_PREFIX}{spec.name}"
     return sample
 

@@ -4,13 +4,13 @@ switches to ours by changing the node type."""
 
 from . import host
 from ..schedules import SCHEDULES
-from .widgets import (EXPERT_NAMES, check_ranges, check_sampling_inputs, control_inputs,
-                      control_values, eta_value, expert_inputs, expert_values,
-                      noise_strength_input, resolve_scheduler, s_noise_input, sampler_input,
-                      scheduler_input)
+from .widgets import (EXPERT_NAMES, MAX_SEED, check_ranges, check_restart,
+                      check_sampling_inputs, control_inputs, control_values, eta_value,
+                      expert_inputs, expert_values, noise_strength_input, noise_type_inputs,
+                      resolve_scheduler, s_noise_input, sampler_input, scheduler_input,
+                      variation_value)
 
 CATEGORY = "sampling/sampler_lab"
-MAX_SEED = 0xFFFFFFFFFFFFFFFF
 
 
 def _common_inputs():
@@ -45,6 +45,22 @@ def size_params(scheduler, model, latent):
     return {"width": width, "height": height}
 
 
+def _optional(experts=False):
+    """Every optional input, in the frozen order: ours, the controls, the
+    variation seed and noise types, then (KSampler (Advanced)) the second
+    expert; all but ours advanced."""
+    return {**_ours(), **control_inputs(), **noise_type_inputs(),
+            **(expert_inputs() if experts else {})}
+
+
+def _noise_args(controls):
+    """Pops the noise inputs out of the node's keyword arguments."""
+    variation = variation_value(controls.pop("variation_seed", 0),
+                                controls.pop("variation_strength", 0.0))
+    return {"variation": variation, "noise_type": controls.pop("noise_type", "gaussian"),
+            "fresh_noise": controls.pop("fresh_noise", "brownian")}
+
+
 def with_sigmas(result, sigmas, model=None):
     """The node's outputs plus the sigmas it used and, given the model, its
     family, process and shift (host.model_family), for the web widget
@@ -59,8 +75,9 @@ def with_sigmas(result, sigmas, model=None):
 def _run(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent,
          denoise, noise_strength, s_noise, add_noise=True, start_step=None, last_step=None,
          force_full_denoise=False, controls=None):
-    eta = eta_value(noise_strength)
     controls = dict(controls or {})
+    noise = _noise_args(controls)
+    eta = eta_value(noise_strength)
     experts = expert_values({k: controls.pop(k) for k in EXPERT_NAMES if k in controls})
     window, engine_controls = control_values(sampler_name, controls)
     scheduler, params = resolve_scheduler(scheduler)
@@ -79,18 +96,34 @@ def _run(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, l
         else:
             return with_sigmas((latent.copy(),), None, model)
     sampler = host.LabKSAMPLER(sampler_name, eta=eta, s_noise=s_noise, noise_window=window,
-                               controls=engine_controls, experts=experts)
+                               controls=engine_controls, experts=experts,
+                               fresh_noise=noise["fresh_noise"], variation=noise["variation"])
     if experts is not None:
         model = host.with_expert(model, experts["model_low"])
     return with_sigmas((host.sample(model, seed, cfg, sampler, sigmas, positive, negative,
-                                    latent, add_noise=add_noise),), sigmas, model)
+                                    latent, add_noise=add_noise, noise_type=noise["noise_type"],
+                                    variation=noise["variation"]),), sigmas, model)
+
+
+def _validate_restart(cls, restart=None):
+    """VALIDATE_INPUTS on hosts that check every declared input's range and
+    list themselves (HOST_CHECKS_OPTIONAL_INPUTS): only the restart text,
+    which no declaration describes. The host reports a failure once per
+    argument, so one argument gives one error on the input that holds it."""
+    return check_restart(restart)
 
 
 def _validate_inputs(cls, sampler_name=None, scheduler=None, restart=None, noise_strength=None,
                      s_noise=None, noise_start=None, noise_end=None, s_churn=None, s_tmin=None,
                      s_tmax=None, detail_amount=None, detail_start=None, detail_end=None,
-                     detail_bias=None, detail_exponent=None, boundary=None, cfg_low=None):
-    """Both KSamplers' VALIDATE_INPUTS: the host passes the inputs named here."""
+                     detail_bias=None, detail_exponent=None, variation_strength=None,
+                     boundary=None, cfg_low=None):
+    """Both KSamplers' VALIDATE_INPUTS on hosts that check only required
+    inputs: the host passes the inputs named here."""
+    if variation_strength is not None:
+        ok = check_ranges(noise_type_inputs(), variation_strength=variation_strength)
+        if ok is not True:
+            return ok
     ok = check_sampling_inputs(
         sampler_name, scheduler, restart, noise_strength=noise_strength, s_noise=s_noise,
         noise_start=noise_start, noise_end=noise_end, s_churn=s_churn, s_tmin=s_tmin,
@@ -118,9 +151,10 @@ class LabKSampler:
             **_common_inputs(),
             "denoise": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01,
                                   "tooltip": "Fraction of the schedule to run (img2img)."}),
-        }, "optional": {**_ours(), **control_inputs()}}
+        }, "optional": _optional()}
 
-    VALIDATE_INPUTS = classmethod(_validate_inputs)
+    VALIDATE_INPUTS = classmethod(_validate_restart if host.HOST_CHECKS_OPTIONAL_INPUTS
+                                  else _validate_inputs)
 
     def sample(self, model, seed, steps, cfg, sampler_name, scheduler, positive, negative,
                latent_image, denoise=1.0, noise_strength=-1.0, s_noise=1.0, **controls):
@@ -153,9 +187,10 @@ class LabKSamplerAdvanced:
             "return_with_leftover_noise": (["disable", "enable"], {
                 "tooltip": "enable: stop with the noise of end_at_step left in (for a "
                            "refiner); disable: finish with a denoise to 0."}),
-        }, "optional": {**_ours(), **control_inputs(), **expert_inputs()}}
+        }, "optional": _optional(experts=True)}
 
-    VALIDATE_INPUTS = classmethod(_validate_inputs)
+    VALIDATE_INPUTS = classmethod(_validate_restart if host.HOST_CHECKS_OPTIONAL_INPUTS
+                                  else _validate_inputs)
 
     def sample(self, model, add_noise, noise_seed, steps, cfg, sampler_name, scheduler,
                positive, negative, latent_image, start_at_step, end_at_step,

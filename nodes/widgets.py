@@ -4,6 +4,7 @@ without being written twice. No host import here."""
 import math
 
 from ..samplers import SAMPLER_NAMES, SAMPLERS
+from ..samplers.noise_types import FRESH_NOISE_TYPES, INITIAL_NOISE_TYPES
 from ..samplers.controls import as_detail, parse_restart
 from ..schedules import SCHEDULES, aliases
 from ..schedules.preview import KSAMPLER_SCHEDULES  # noqa: F401  (the nodes' list)
@@ -106,8 +107,9 @@ def check_ranges(declared, **values):
 
 def noise_strength_input():
     return ("FLOAT", {"default": -1.0, "min": -1.0, "max": 10.0, "step": 0.01,
-                      "tooltip": "eta: fresh noise per step. -1 uses the sampler's own default "
-                                 "(0 for deterministic samplers, 1 for ancestral/SDE ones); 0 "
+                      "tooltip": "eta: fresh noise per step. -1 (any value below 0) uses the "
+                                 "sampler's own default (0 for deterministic samplers, 1 for "
+                                 "ancestral/SDE ones); 0 "
                                  "is the deterministic ODE, 1 the classic ancestral/SDE "
                                  "sampler, values between blend them."})
 
@@ -119,14 +121,14 @@ def s_noise_input():
 
 
 def eta_value(noise_strength):
-    """-1 -> None (the sampler's default); otherwise a value >= 0."""
+    """Below 0 (the widget's -1) -> None (the sampler's default); otherwise
+    the value. Every value the widget offers, [-1, 10], means something: the
+    widget and the run agree."""
     v = float(noise_strength)
-    if v == -1.0:
-        return None
-    if not (math.isfinite(v) and v >= 0.0):
-        raise ValueError(f"noise_strength must be -1 (the sampler's default) or a number "
-                         f">= 0, got {noise_strength!r}")
-    return v
+    if not math.isfinite(v):
+        raise ValueError(f"noise_strength must be a finite number (below 0: the sampler's "
+                         f"default), got {noise_strength!r}")
+    return None if v < 0.0 else v
 
 
 # --- engine parameters as widgets: one per (sampler or schedule, parameter) --
@@ -290,10 +292,12 @@ def control_inputs():
         "noise_start": _float(-1.0, -1.0, 1.0, 0.01,
                               "Noise window start: fresh noise enters steps that end after "
                               "this fraction of the model's process (0 pure noise, 1 clean). "
-                              "-1: the sampler's own (sa_solver 0.2, others 0)."),
+                              "-1 (any value below 0): the sampler's own (sa_solver 0.2, "
+                              "others 0)."),
         "noise_end": _float(-1.0, -1.0, 1.0, 0.01,
                             "Noise window end: no fresh noise after this fraction of the "
-                            "model's process. -1: the sampler's own (sa_solver 0.8, others 1)."),
+                            "model's process. -1 (any value below 0): the sampler's own "
+                            "(sa_solver 0.8, others 1)."),
         "s_churn": _float(0.0, 0.0, 100.0, 0.01,
                           "Karras churn (EDM, Alg. 2) for euler, heun and dpm_2: raises the "
                           "noise by up to min(s_churn / steps, 0.414) of sigma before each "
@@ -327,6 +331,59 @@ def control_inputs():
 
 CONTROL_NAMES = tuple(control_inputs())
 
+MAX_SEED = 0xFFFFFFFFFFFFFFFF
+ADVANCED = {"advanced": True}  # the core's 2026 flag: shown under "advanced inputs"
+
+
+def variation_inputs():
+    """Variation seed (A1111's subseed): appended, advanced."""
+    return {
+        "variation_seed": ("INT", {"default": 0, "min": 0, "max": MAX_SEED, **ADVANCED,
+                                   "tooltip": "Seed of the variation: the image moves toward "
+                                              "this seed's image as variation_strength "
+                                              "grows."}),
+        "variation_strength": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01,
+                                         "round": 0.01, **ADVANCED,
+                                         "tooltip": "0: the seed's image (bit for bit); 1: the "
+                                                    "variation seed's; between: a spherical "
+                                                    "interpolation of the two noises (unit "
+                                                    "variance kept)."}),
+    }
+
+
+def initial_noise_input():
+    return (list(INITIAL_NOISE_TYPES), {
+        "default": "gaussian", **ADVANCED,
+        "tooltip": "Type of the initial noise. gaussian: the core's (same image as the core "
+                   "KSampler); others: zero mean, unit variance per channel, other "
+                   "distributions (uniform, laplacian, studentt) or spectra (pyramid, perlin: "
+                   "low frequencies heavier; pink/brown: 1/f^a; blue/violet: high)."})
+
+
+def fresh_noise_input():
+    return (list(FRESH_NOISE_TYPES), {
+        "default": "brownian", **ADVANCED,
+        "tooltip": "Type of the fresh noise of stochastic samplers. brownian: our Brownian "
+                   "path (converges as steps grow, same image on every device, a split run "
+                   "equals one run); core: the core's own draws per sampler name (keeps the "
+                   "core KSampler's image after retyping); the others as for the initial "
+                   "noise, drawn per step."})
+
+
+def noise_type_inputs():
+    """Variation and noise types for the KSamplers, appended in this order."""
+    return {**variation_inputs(), "noise_type": initial_noise_input(),
+            "fresh_noise": fresh_noise_input()}
+
+
+def variation_value(variation_seed, variation_strength):
+    """(seed, strength) or None; ValueError naming the input outside [0, 1]."""
+    v = float(variation_strength)
+    if not (math.isfinite(v) and 0.0 <= v <= 1.0):
+        raise ValueError(f"variation_strength must be in [0, 1] (0: the seed's image, 1: the "
+                         f"variation seed's), got {variation_strength!r}")
+    return (int(variation_seed), v) if v > 0.0 else None
+
 
 def check_restart(restart=None):
     """A node's VALIDATE_INPUTS for the restart text: True or the parser's
@@ -353,16 +410,33 @@ def check_sampling_inputs(sampler_name=None, scheduler=None, restart=None, **num
     return True
 
 
+def check_combination(sampler, eta, default_eta, controls):
+    """What a node can check of its inputs together once it runs, before any
+    model call (the host's validation reports a VALIDATE_INPUTS failure on
+    every input the function takes, so relations between inputs are checked
+    here, naming each input): restart and churn need the deterministic form
+    of the sampler. eta: the node's (None: the sampler's default_eta)."""
+    eta = default_eta if eta is None else eta
+    if controls.get("restart") and eta > 0.0:
+        raise ValueError(f"restart needs a deterministic sampler: {sampler!r} adds noise "
+                         f"(noise_strength {eta:g}); set noise_strength to 0, pick a "
+                         f"deterministic sampler_name, or clear restart")
+    if float(controls.get("s_churn", 0.0)) > 0.0 and eta > 0.0:
+        raise ValueError(f"s_churn adds the noise of {sampler!r} itself: it needs "
+                         f"noise_strength 0, got {eta:g}")
+
+
 def control_values(sampler, values):
     """The widgets' values -> (noise_window or None, engine keyword arguments
     s_churn, s_tmin, s_tmax, restart, detail). -1 on a window side keeps the
-    sampler's own value there; s_tmax 0 is no upper limit."""
+    sampler's own value there (any value below 0 does: every value the
+    widget offers means something); s_tmax 0 is no upper limit."""
     v = {name: values.get(name, decl[1]["default"]) for name, decl in control_inputs().items()}
     start, end = float(v["noise_start"]), float(v["noise_end"])
     window = None
-    if start != -1.0 or end != -1.0:
+    if start >= 0.0 or end >= 0.0:
         own = SAMPLERS[sampler].noise_window
-        window = (own[0] if start == -1.0 else start, own[1] if end == -1.0 else end)
+        window = (own[0] if start < 0.0 else start, own[1] if end < 0.0 else end)
         if not 0.0 <= window[0] <= window[1] <= 1.0:
             raise ValueError(f"noise_start and noise_end must satisfy 0 <= start <= end <= 1 "
                              f"(or -1 for the sampler's own), got start {start}, end {end} "

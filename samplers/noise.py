@@ -12,12 +12,21 @@ noise lacks). The path is torchsde's Brownian interval (Li et al. 2020), with
 the settings ComfyUI's Brownian sampler uses, so that a seed gives the same
 numbers in both.
 
+Spans below the tree's resolution (its times are rounded to 1e-6, and a
+query narrower than that recursed without end or came back as zero: denoise
+1e-4) are served by a finer tree over the same range (times rounded to
+1e-12 of the range), and an interval narrower still by a normal draw keyed
+by the interval's ends: every span gives unit-variance noise, reproducibly.
+
 A source may offer `fork(key)`: an independent source for noise that a run
 adds over intervals its own path has covered already (churn, restart jumps;
 core.Run.draw_at). Sources that draw fresh noise per call need none.
 """
+import math
+import struct
 import warnings
 
+import numpy as np
 import torch
 
 __all__ = ["GaussianNoise", "BrownianNoise", "default_noise"]
@@ -52,7 +61,7 @@ class BrownianNoise:
     results identical across devices.
     """
 
-    def __init__(self, x, sigma_min, sigma_max, seed=0, cpu=True):
+    def __init__(self, x, sigma_min, sigma_max, seed=0, cpu=True, fine_span=None):
         import torchsde  # only stochastic sampling needs it
 
         t0, t1 = float(sigma_min), float(sigma_max)
@@ -76,6 +85,50 @@ class BrownianNoise:
         t1_t = torch.tensor(t1, dtype=torch.float32, device=device)
         self.trees = [torchsde.BrownianTree(t0_t, w0, t1_t, entropy=s) for s in seeds]
         self.device = device
+        self.t0 = t0
+        self._w0 = w0
+        self._fine = None
+        if fine_span is not None:  # e.g. 1e-6: the host's tree down to where it fails
+            self.FINE_SPAN = float(fine_span)
+
+    # Below this span (in sigma) the host-compatible tree's 1e-6 rounding is
+    # no longer negligible (+-1% of the variance at 1e-4) or fails outright.
+    FINE_SPAN = 1e-4
+    # Below this fraction of the range the fine tree's 1e-12 rounding is not.
+    KEYED_SPAN = 1e-9
+
+    def _fine_trees(self):
+        """Trees over u = (sigma - t0) / (t1 - t0) in [0, 1], resolved to
+        1e-12, seeded apart from the main trees."""
+        if self._fine is None:
+            import torchsde
+            zero = torch.tensor(0.0, dtype=torch.float64, device=self.device)
+            one = torch.tensor(1.0, dtype=torch.float64, device=self.device)
+            self._fine = [torchsde.BrownianTree(zero, self._w0.double(), one, tol=1e-12,
+                                                entropy=_derived(s, 1)) for s in self.seeds]
+        return self._fine
+
+    def _keyed(self, a, b):
+        """Unit normal noise for an interval below every tree's resolution,
+        keyed by the seed and the interval's exact ends."""
+        out = []
+        for s in self.seeds:
+            key = int.from_bytes(struct.pack("<dd", a, b), "little")
+            g = torch.Generator().manual_seed(_derived(s, 2, key) % 2 ** 63)
+            out.append(torch.randn(tuple(self._w0.shape), generator=g, dtype=torch.float64))
+        return torch.stack(out)
+
+    def _small(self, a, b):
+        """Normalised increment over a short interval a < b (floats)."""
+        span = self.t1 - self.t0
+        ua = min(max((a - self.t0) / span, 0.0), 1.0)
+        ub = min(max((b - self.t0) / span, 0.0), 1.0)
+        ra, rb = round(ua, 12), round(ub, 12)
+        if rb - ra < self.KEYED_SPAN:
+            return self._keyed(a, b)
+        w = torch.stack([tree(ra, rb) for tree in self._fine_trees()])
+        # normalised by the span the tree resolved, so the variance is exactly 1
+        return w / math.sqrt(rb - ra)
 
     def fork(self, key):
         """An independent Brownian path for `key` (an int >= 0) over
@@ -96,6 +149,15 @@ class BrownianNoise:
         sign = 1.0
         if b < a:  # the tree answers for increasing intervals only
             a, b, sign = b, a, -1.0
+        fa, fb = float(sigma), float(sigma_next)
+        fa, fb = min(fa, fb), max(fa, fb)
+        if not fb - fa >= self.FINE_SPAN:
+            if not fb > fa:  # an empty interval: no increment (its weight is 0 too)
+                return self._out(torch.zeros((len(self.seeds),) + tuple(self._w0.shape)
+                                             if self.batched else tuple(self._w0.shape),
+                                             dtype=torch.float64))
+            w = self._small(fa, fb) * sign
+            return self._out(w if self.batched else w[0])
         with warnings.catch_warnings():
             # The tree rounds its ends to its 1e-6 tolerance, so a query at
             # the float32 end can sit a rounding error outside; it is served
@@ -104,9 +166,19 @@ class BrownianNoise:
             w = torch.stack([tree(a, b) for tree in self.trees])
         if not self.batched:
             w = w[0]
-        w = (w * (sign / (b - a).sqrt())).to(self.out_dtype)
+        return self._out(w * (sign / (b - a).sqrt()))
+
+    def _out(self, w):
+        w = w.to(self.out_dtype)
         if w.device != self.out_device and self.out_device.type == "cuda":
             # From pinned memory the copy is queued without waiting for the
             # device: no synchronisation per draw.
             return w.pin_memory().to(self.out_device, non_blocking=True)
         return w.to(self.out_device)
+
+
+def _derived(seed, *keys):
+    """A 63-bit entropy for (seed, keys), independent of seed's own stream."""
+    words = [int(seed) % 2 ** 64] + [int(k) % 2 ** 128 for k in keys]
+    state = np.random.SeedSequence(words).generate_state(1, dtype=np.uint64)
+    return int(state[0]) & (2 ** 63 - 1)

@@ -112,7 +112,21 @@ class _ERSDE(NoiseRule):
         return s * er_sde_scale(s_next, eta) / er_sde_scale(s, eta)
 
 
-RULES = {r.name: r for r in (_Ancestral(), _SDE(), _SDESquared(), _Fresh(), _ERSDE())}
+class _RFCore(NoiseRule):
+    """The ComfyUI core's ancestral split on flow models (its *_RF samplers):
+    sigma_down = sigma_next (1 + (sigma_next / sigma - 1) eta), a rule in
+    sigma rather than in the process's SNR. Only the `core` fresh noise
+    uses it, to give the core's image; the flow process's own split is
+    `ancestral`."""
+    name = "rf_core"
+
+    def down_snr(self, proc, sigma, sigma_next, eta, decay):
+        sigma_down = sigma_next * (1.0 + (sigma_next / sigma - 1.0) * eta)
+        return proc.snr_sigma(max(0.0, sigma_down))
+
+
+RULES = {r.name: r for r in (_Ancestral(), _SDE(), _SDESquared(), _Fresh(), _ERSDE(),
+                             _RFCore())}
 
 
 def get_rule(name):

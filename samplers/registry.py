@@ -127,7 +127,8 @@ class SamplerSpec:
 def _make_fn(spec):
     def fn(model, x, sigmas, *, extra_args=None, callback=None, disable=None,
            process="ve", eta=None, s_noise=1.0, noise=None, noise_window=None, uncond=None,
-           s_churn=0.0, s_tmin=0.0, s_tmax=math.inf, restart=None, detail=None, **options):
+           s_churn=0.0, s_tmin=0.0, s_tmax=math.inf, restart=None, detail=None,
+           noise_rule=None, **options):
         opts = spec.checked_options(options)
         segments = parse_restart(restart)
         if spec.cfg_pp and not callable(uncond):
@@ -142,7 +143,8 @@ def _make_fn(spec):
         run = Run(model, x, sigmas_t, extra_args=extra_args, callback=callback,
                   disable=disable, process=process,
                   eta=spec.default_eta if eta is None else eta,
-                  s_noise=s_noise, noise=noise, rule=spec.rule,
+                  s_noise=s_noise, noise=noise,
+                  rule=spec.rule if noise_rule is None else noise_rule,
                   noise_window=spec.noise_window if noise_window is None else noise_window,
                   uncond=uncond, s_churn=s_churn, s_tmin=s_tmin, s_tmax=s_tmax, detail=detail)
         spec.check_controls(run, segments)

@@ -39,9 +39,13 @@ def test_ksampler_equals_core(comfy, sd15_model, cond, sampler, scheduler):
     pos, neg = cond
     args = dict(seed=123, steps=8, cfg=1.0, sampler_name=sampler, scheduler=scheduler,
                 positive=pos, negative=neg, latent_image=_latent(2), denoise=1.0)
+    # Our default Brownian path spans the model's sigma range (a split run
+    # equals one run); the core's spans the schedule's, which sgm_uniform and
+    # simple stop above the model's sigma_min: fresh noise `core` is the core's.
+    ours_args = {"fresh_noise": "core"} if sampler in ("dpmpp_sde", "dpmpp_2m_sde") else {}
     with torch.inference_mode():
         core = comfy.nodes.KSampler().sample(sd15_model, **args)[0]["samples"]
-        ours = _out(comfy.lab.LabKSampler().sample(sd15_model, **args))[0]["samples"]
+        ours = _out(comfy.lab.LabKSampler().sample(sd15_model, **args, **ours_args))[0]["samples"]
     assert torch.isfinite(ours).all()
     err = _rel(ours, core)
     assert err < EQUIV[sampler], f"{sampler}/{scheduler}: ours vs core relative difference {err:.2e}"
@@ -73,33 +77,31 @@ STOCHASTIC_PAIRS = [(sampler, scheduler)
 @pytest.mark.parametrize("sampler,scheduler", STOCHASTIC_PAIRS)
 def test_stochastic_sampler_equals_core_on_the_same_sigmas(comfy, sd15_model, cond, sampler,
                                                            scheduler):
-    """With the same sigmas the seeded Brownian path is the host's: the SDE
-    samplers give the core's image. (The core's ancestral samplers draw
-    per-step noise from the global generator instead; ours use the seeded path
-    too, so for those the same seed is made to give the same draws here by
-    handing both the host's Brownian sampler.)"""
+    """With the same sigmas and the same noise the samplers give the core's
+    image. Our noise is the host's Brownian tree over the model's whole sigma
+    range (so a split run draws what the unsplit one draws); the core's own
+    function is handed that path as its noise_sampler (its default indexes
+    by the schedule's first and last sigma, its ancestral ones draw per step:
+    the `core` noise type reproduces those)."""
     pos, neg = cond
     sigmas = comfy.nodes_custom_sampler.BasicScheduler().get_sigmas(
         sd15_model, scheduler, 8, 1.0)[0]
     latent = _latent(2)
     lab = _out(comfy.lab.LabSampler().get_sampler(sampler, -1.0, 1.0))[0]
+    ms = sd15_model.get_model_object("model_sampling") \
+        if hasattr(sd15_model, "get_model_object") else sd15_model.model.model_sampling
     with torch.inference_mode():
-        if sampler in ("dpmpp_sde", "dpmpp_2m_sde", "dpmpp_3m_sde"):
-            core = _core_custom(comfy, sd15_model, sampler, sigmas, latent, pos, neg)
-        else:
-            # the core's ancestral samplers with the host's seeded Brownian noise
-            import comfy.k_diffusion.sampling as kds
+        import comfy.k_diffusion.sampling as kds
 
-            def fn(model, x, sigmas, extra_args=None, callback=None, disable=None):
-                pos_s = sigmas[sigmas > 0]
-                ns = kds.BrownianTreeNoiseSampler(x, pos_s.min(), sigmas.max(),
-                                                  seed=extra_args["seed"], cpu=True)
-                return getattr(kds, f"sample_{sampler}")(model, x, sigmas, extra_args=extra_args,
-                                                         callback=callback, disable=disable,
-                                                         noise_sampler=ns)
-            core_sampler = comfy.samplers.KSAMPLER(fn)
-            core = comfy.nodes_custom_sampler.SamplerCustom().sample(
-                sd15_model, True, 123, 1.0, pos, neg, core_sampler, sigmas, latent)[0]["samples"]
+        def fn(model, x, sigmas, extra_args=None, callback=None, disable=None):
+            ns = kds.BrownianTreeNoiseSampler(x, ms.sigma_min, ms.sigma_max,
+                                              seed=extra_args["seed"], cpu=True)
+            return getattr(kds, f"sample_{sampler}")(model, x, sigmas, extra_args=extra_args,
+                                                     callback=callback, disable=disable,
+                                                     noise_sampler=ns)
+        core_sampler = comfy.samplers.KSAMPLER(fn)
+        core = comfy.nodes_custom_sampler.SamplerCustom().sample(
+            sd15_model, True, 123, 1.0, pos, neg, core_sampler, sigmas, latent)[0]["samples"]
         ours = comfy.nodes_custom_sampler.SamplerCustom().sample(
             sd15_model, True, 123, 1.0, pos, neg, lab, sigmas, latent)[0]["samples"]
     err = _rel(ours, core)
@@ -178,8 +180,9 @@ def test_interrupt_mid_run_raises_like_core(comfy, sd15_model, cond):
 
 
 def test_noise_strength_knob(comfy, sd15_model, cond):
-    """eta = 0 makes euler_ancestral plain Euler; eta = 1 its default; bad
-    values name the input."""
+    """eta = 0 makes euler_ancestral plain Euler; eta = 1 its default; any
+    value below 0 is the default (the widget offers [-1, 10]); a value that is
+    not a number names the input."""
     pos, neg = cond
     run = lambda name, eta: _out(comfy.lab.LabKSampler().sample(
         sd15_model, 5, 8, 1.0, name, "karras", pos, neg, _latent(), 1.0, eta, 1.0))[0]["samples"]
@@ -187,8 +190,9 @@ def test_noise_strength_knob(comfy, sd15_model, cond):
         assert torch.allclose(run("euler_ancestral", 0.0), run("euler", -1.0))
         assert torch.allclose(run("euler_ancestral", -1.0), run("euler_ancestral", 1.0))
         assert not torch.allclose(run("euler_ancestral", 1.0), run("euler", -1.0))
+        assert torch.equal(run("euler_ancestral", -0.5), run("euler_ancestral", -1.0))
         with pytest.raises(ValueError, match="noise_strength"):
-            run("euler", -0.5)
+            run("euler", float("nan"))
 
 
 def test_custom_sigmas_and_scheduler_nodes(comfy, sd15_model):

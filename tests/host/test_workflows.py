@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from hostlib import comfy, cond, sd15_model  # noqa: F401  (fixtures)
+from hostlib import comfy, cond, sd3_model, sd15_model  # noqa: F401  (fixtures)
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = sorted((ROOT / "example_workflows").glob("*.json"))
@@ -156,19 +156,119 @@ def _ksampler_prompt(**overrides):
     }
 
 
+def _error_inputs(result, node_id):
+    return [e.get("extra_info", {}).get("input_name")
+            for e in result[3].get(node_id, {}).get("errors", [])]
+
+
+def _host_checks_optional(comfy):
+    from sampler_lab.nodes import host
+    return host.HOST_CHECKS_OPTIONAL_INPUTS
+
+
 @pytest.mark.parametrize("field,value,expect", [
     ("sampler_name", "euler_turbo_9000", "euler_turbo_9000"),
     ("scheduler", "cosine_v7", "cosine_v7"),
     ("steps", 0, "steps"),
     ("noise_strength", -3.0, "noise_strength"),
+    ("noise_strength", -2.0, "noise_strength"),
     ("s_noise", 11.0, "s_noise"),
+    ("noise_end", 1.5, "noise_end"),
+    ("restart", "[[3, 2, 0.1]]", "restart"),
 ])
 def test_validation_names_the_bad_value(comfy, host_nodes, field, value, expect):
+    """One bad value is one validation error, on the input that holds it
+    (issue 22.9: noise_strength -2 came back as 15 identical errors, one per
+    input VALIDATE_INPUTS took: the host reports a failure once per argument
+    of that function). The March-2024 host checks only required inputs
+    itself, so there ours checks the rest and each failure names its input in
+    the message."""
     result = validate(comfy, _ksampler_prompt(**{field: value}))
     errors = " | ".join(_errors_of(result, "4"))
     assert expect in errors, errors
-    if field == "sampler_name":  # the message lists what we have
-        assert "dpmpp_2m_sde" in errors and "uni_pc_bh2" in errors
+    if _host_checks_optional(comfy) or field in ("steps",):
+        assert _error_inputs(result, "4") == [field], result[3]["4"]
+    if field == "sampler_name" and not _host_checks_optional(comfy):
+        assert "dpmpp_2m_sde" in errors and "uni_pc_bh2" in errors  # the message lists ours
+
+
+@pytest.mark.parametrize("value", [-1.0, -0.5, -0.01, 0.0, 0.5, 10.0])
+def test_every_noise_strength_the_widget_offers_validates_and_runs(comfy, host_nodes, sd15_model,
+                                                                     cond, value):
+    """The widget offers [-1, 10]; every value below 0 is the sampler's own
+    default (was: (-1, 0) passed validation and failed at run time)."""
+    assert not _errors_of(validate(comfy, _ksampler_prompt(noise_strength=value)), "4")
+    pos, neg = cond
+    with torch.inference_mode():
+        out = host_nodes["SamplerLabKSampler"]().sample(
+            sd15_model, 1, 4, 1.0, "euler_ancestral", "karras", pos, neg,
+            {"samples": torch.zeros(1, 4, 8, 8)}, noise_strength=value)
+    assert torch.isfinite(out["result"][0]["samples"]).all()
+    if value < 0:  # the default: euler_ancestral's eta 1
+        with torch.inference_mode():
+            one = host_nodes["SamplerLabKSampler"]().sample(
+                sd15_model, 1, 4, 1.0, "euler_ancestral", "karras", pos, neg,
+                {"samples": torch.zeros(1, 4, 8, 8)}, noise_strength=1.0)
+        assert torch.equal(out["result"][0]["samples"], one["result"][0]["samples"])
+
+
+@pytest.mark.parametrize("field", ["noise_start", "noise_end"])
+def test_noise_window_sides_below_0_are_the_samplers_own(comfy, host_nodes, sd15_model, cond,
+                                                         field):
+    """The window widgets offer [-1, 1]; below 0 is the sampler's own side
+    (was: (-1, 0) passed validation and failed at run time)."""
+    pos, neg = cond
+
+    def run(value):
+        with torch.inference_mode():
+            return host_nodes["SamplerLabKSampler"]().sample(
+                sd15_model, 1, 4, 1.0, "sa_solver", "karras", pos, neg,
+                {"samples": torch.zeros(1, 4, 8, 8)}, **{field: value})["result"][0]["samples"]
+    assert not _errors_of(validate(comfy, _ksampler_prompt(**{field: -0.5})), "4")
+    assert torch.equal(run(-0.5), run(-1.0))
+
+
+@pytest.mark.parametrize("overrides,names", [
+    ({"noise_start": 0.8, "noise_end": 0.2}, ("noise_start", "noise_end")),
+    ({"sampler_name": "euler_ancestral", "restart": "default"},
+     ("restart", "noise_strength", "sampler_name")),
+    ({"sampler_name": "dpmpp_2m_sde", "noise_strength": 0.5, "restart": "default"},
+     ("restart", "noise_strength")),
+])
+def test_bad_combinations_fail_before_the_first_model_call(comfy, host_nodes, sd15_model, cond,
+                                                           overrides, names):
+    """Relations between inputs fail when the node runs, before any model
+    call, naming each input (as validation errors they would be reported on
+    every input VALIDATE_INPUTS takes, single-input errors included)."""
+    pos, neg = cond
+    inputs = {k: v for k, v in _ksampler_prompt(**overrides)["4"]["inputs"].items()
+              if not isinstance(v, list)}
+    net = sd15_model.model.diffusion_model
+    calls = net.calls
+    with pytest.raises(ValueError) as info, torch.inference_mode():
+        host_nodes["SamplerLabKSampler"]().sample(sd15_model, positive=pos, negative=neg,
+                                                  latent_image={"samples": torch.zeros(1, 4, 8, 8)},
+                                                  **inputs)
+    assert net.calls == calls, "the model was called before the error"
+    for name in names:
+        assert name in str(info.value), str(info.value)
+
+
+def test_ve_sigmas_on_a_flow_model_fail_before_the_first_model_call(comfy, host_nodes, sd3_model,
+                                                                    cond):
+    """A flow model's sigmas lie in [0, 1]; SD1.5's Custom Sigmas text on an
+    SD3 model fails naming the sigmas, before the model is called."""
+    pos, _ = cond
+    sigmas = host_nodes["SamplerLabCustomSigmas"]().get_sigmas("14.6, 3.0, 0.5, 0")["result"][0]
+    sampler = host_nodes["SamplerLabSampler"]().get_sampler("euler", -1.0, 1.0)[0]
+    net = sd3_model.model.diffusion_model
+    calls = net.calls
+    with pytest.raises(ValueError) as info, torch.inference_mode():
+        comfy.nodes_custom_sampler.SamplerCustom().sample(
+            sd3_model, True, 1, 1.0, pos, pos, sampler, sigmas,
+            {"samples": torch.zeros(1, 16, 8, 8)})
+    assert net.calls == calls
+    assert "sigmas" in str(info.value) and "flow" in str(info.value), str(info.value)
 
 
 def test_custom_sigmas_text_is_validated(comfy, host_nodes):
@@ -185,6 +285,12 @@ def test_custom_sigmas_text_is_validated(comfy, host_nodes):
     })
     errors = " | ".join(_errors_of(validate(comfy, prompt), "7"))
     assert "item 3" in errors and "zz" in errors, errors
+    # a lone 0 has no step: a validation error naming the text (was: a run-time
+    # "steps must be an integer in [1, 10000], got 0")
+    prompt["7"]["inputs"]["sigmas"] = "0"
+    result = validate(comfy, prompt)
+    assert _error_inputs(result, "7") == ["sigmas"], result[3].get("7")
+    assert "'0'" in " | ".join(_errors_of(result, "7"))
 
 
 # Saved workflows store widget values by position: new widgets may only be
@@ -194,12 +300,14 @@ FROZEN_WIDGETS = {
         "seed", "steps", "cfg", "sampler_name", "scheduler", "denoise", "noise_strength",
         "s_noise", "noise_start", "noise_end", "s_churn", "s_tmin", "s_tmax", "restart",
         "detail_amount", "detail_start", "detail_end", "detail_bias", "detail_exponent",
+        "variation_seed", "variation_strength", "noise_type", "fresh_noise",
     ],
     "SamplerLabKSamplerAdvanced": [
         "add_noise", "noise_seed", "steps", "cfg", "sampler_name", "scheduler",
         "start_at_step", "end_at_step", "return_with_leftover_noise", "noise_strength",
         "s_noise", "noise_start", "noise_end", "s_churn", "s_tmin", "s_tmax", "restart",
         "detail_amount", "detail_start", "detail_end", "detail_bias", "detail_exponent",
+        "variation_seed", "variation_strength", "noise_type", "fresh_noise",
         # two experts (issue 23), appended
         "boundary", "boundary_unit", "cfg_low",
     ],
@@ -218,7 +326,7 @@ FROZEN_WIDGETS = {
         "detail_start", "detail_end", "detail_bias", "detail_exponent",
         # the 2026 core's options (issue 23), then two experts, appended
         "seeds_2_solver_type", "exp_heun_2_x0_solver_type", "exp_heun_2_x0_sde_solver_type",
-        "boundary", "boundary_unit", "cfg_low",
+        "boundary", "boundary_unit", "cfg_low", "fresh_noise",
     ],
     "SamplerLabScheduler": [
         "scheduler", "steps", "denoise", "karras_rho", "polyexponential_rho", "beta_alpha",
@@ -232,6 +340,8 @@ FROZEN_WIDGETS = {
         "flux2_width", "flux2_height", "ideogram4_width", "ideogram4_height", "ideogram4_mu",
         "ideogram4_std",
     ],
+    "SamplerLabNoise": ["seed", "noise_type", "variation_seed", "variation_strength",
+                        "add_noise"],
 }
 # The first round shipped the prefixes up to s_noise / ipndm_order / gits_coeff;
 # this round's samplers, schedules and controls come after them, frozen here
