@@ -3,7 +3,7 @@ import torch
 
 from . import host
 from .ksampler import size_params, with_sigmas
-from .widgets import (CONTROL_NAMES, DEFAULT_SCHEDULER, EXPERT_NAMES, KSAMPLER_SCHEDULES,
+from .widgets import (CONTROL_NAMES, DEFAULT_SCHEDULER, EXPERT_NAMES, SCHEDULER_CHOICES,
                       MAX_SEED, check_names, check_ranges, check_restart,
                       check_sampling_inputs, control_inputs, control_values, eta_value,
                       expert_inputs, expert_values, fresh_noise_input, initial_noise_input,
@@ -87,7 +87,7 @@ class LabScheduler:
     def INPUT_TYPES(cls):
         return {"required": {
             "model": ("MODEL", {"tooltip": "The model whose noise levels to use."}),
-            "scheduler": (KSAMPLER_SCHEDULES, {"default": DEFAULT_SCHEDULER,
+            "scheduler": (SCHEDULER_CHOICES, {"default": DEFAULT_SCHEDULER,
                                                "tooltip": "The schedule."}),
             "steps": ("INT", {"default": 20, "min": 1, "max": 10000,
                               "tooltip": "Number of steps."}),

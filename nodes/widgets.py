@@ -52,8 +52,27 @@ def sampler_input():
                                        "algorithm is the same."})
 
 
+class SchedulerChoices(list):
+    """The scheduler combo's values: ours, as the frontend lists them; its
+    membership test, which is how the host checks a prompt's value, also
+    accepts other packs' strings (schedules.aliases) that API prompts carry.
+    So they validate without `scheduler` in VALIDATE_INPUTS, where newer
+    hosts would report any one bad value once per argument it takes."""
+
+    def __contains__(self, value):
+        if list.__contains__(self, value):
+            return True
+        try:
+            return aliases.resolve(value) is not None
+        except ValueError:  # a GITS coefficient out of range: not accepted
+            return False
+
+
+SCHEDULER_CHOICES = SchedulerChoices(KSAMPLER_SCHEDULES)
+
+
 def scheduler_input():
-    return (KSAMPLER_SCHEDULES, {"default": DEFAULT_SCHEDULER,
+    return (SCHEDULER_CHOICES, {"default": DEFAULT_SCHEDULER,
                                  "tooltip": "Which noise levels the sampler visits."})
 
 
