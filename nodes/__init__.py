@@ -1,5 +1,5 @@
 """The ComfyUI adapter: node classes (thin declarations) over the engine.
-Only `host.py` reads ComfyUI internals.
+Only `host.py` and the other `host_*.py` read ComfyUI internals.
 
 Set SAMPLER_LAB_IN_CORE=1 to also list our samplers (and, on hosts with a
 scheduler registry, our schedules) in the core KSampler's dropdowns as
@@ -9,6 +9,7 @@ import os
 from .custom_sampling import LabCustomSigmas, LabSampler, LabScheduler, LabSigmasPreview
 from .ksampler import LabKSampler, LabKSamplerAdvanced
 from .optimize import LabOptimizeSchedule
+from .tune import LabTuneSampler
 
 NODE_CLASS_MAPPINGS = {
     "SamplerLabKSampler": LabKSampler,
@@ -18,6 +19,7 @@ NODE_CLASS_MAPPINGS = {
     "SamplerLabCustomSigmas": LabCustomSigmas,
     "SamplerLabOptimizeSchedule": LabOptimizeSchedule,
     "SamplerLabSigmasPreview": LabSigmasPreview,
+    "SamplerLabTuneSampler": LabTuneSampler,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -28,6 +30,7 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "SamplerLabCustomSigmas": "Sampler Lab Custom Sigmas",
     "SamplerLabOptimizeSchedule": "Sampler Lab Optimize Schedule",
     "SamplerLabSigmasPreview": "Sampler Lab Sigmas Preview",
+    "SamplerLabTuneSampler": "Sampler Lab Tune Sampler",
 }
 
 
