@@ -39,11 +39,16 @@ TABLE_VERSION = 1
 RANKING_SHOWN = 3
 
 
-def _engine_tune(denoiser, noise, process, calls, max_evals, seed, sigma_min, sigma_max,
-                 progress, should_stop):
-    return tuning.tune(denoiser, noise, process, calls, max_evals=max_evals, seed=seed,
-                       progress=progress, should_stop=should_stop, sigma_min=sigma_min,
-                       sigma_max=sigma_max)
+def _engine_tune(denoiser, noise, process, key, model_sampling, progress, should_stop):
+    try:
+        return tuning.tune(denoiser, noise, process, key["calls"], max_evals=key["max_evals"],
+                           seed=key["seed"], model_sampling=model_sampling,
+                           key=key["model"][:16], progress=progress, should_stop=should_stop)
+    except ValueError as exc:
+        text = str(exc)
+        if text.startswith("denoiser"):  # the model's output, with this prompt and cfg
+            raise ValueError(f"model: {text}") from None
+        raise
 
 
 def _number(value):
@@ -141,7 +146,7 @@ class LabTuneSampler:
             "latent_image": ("LATENT", {"tooltip": "Sets the shape; its batch is the "
                                         "calibration batch (4-8 images fit more robustly "
                                         "than 1; each counts in max_evals)."}),
-            "calls": ("INT", {"default": 8, "min": 1, "max": 100, "tooltip":
+            "calls": ("INT", {"default": 8, "min": 1, "max": tuning.sampler.MAX_CALLS, "tooltip":
                               "Model calls per image of the tuned sampler when it is used "
                               "(with CFG each call evaluates the model on the prompt and "
                               "the negative)."}),
@@ -196,19 +201,20 @@ class LabTuneSampler:
             if tuned is not None:
                 return self._output(model, key, tuned, "cache")
 
-        tuned = self._fit(model, positive, negative, cfg, samples, key, sigma_min, sigma_max)
+        tuned = self._fit(model, positive, negative, cfg, samples, key, sigma_max, sigma_min)
         host_cache.write_entry(path, {"key": key, "tuned": tuned.to_dict()})
         return self._output(model, key, tuned, "new")
 
-    def _fit(self, model, positive, negative, cfg, samples, key, sigma_min, sigma_max):
+    def _fit(self, model, positive, negative, cfg, samples, key, sigma_max, sigma_min):
         pbar = host_tune.progress_bar(max(1, key["max_evals"]))
 
         def progress(done, total):
             pbar.update_absolute(int(done), int(total))
 
+        sampling = host_tune.host.sampling_of(host_tune.host.model_sampling(model))
+
         def fit(denoiser, noise, process):
-            return _engine_tune(denoiser, noise, process, key["calls"], key["max_evals"],
-                                key["seed"], sigma_min, sigma_max, progress,
+            return _engine_tune(denoiser, noise, process, key, sampling, progress,
                                 host_tune.processing_interrupted)
 
         runner = host_tune.CalibrationRun(fit)

@@ -124,7 +124,6 @@ def test_eps_fit_runs_in_samplercustom_is_cached_and_embedded(comfy, sd15_model,
     assert 0 < outcome["calls"] <= MAX_EVALS and outcome["calls_per_image"] == CALLS
     assert len(outcome["ranking"]) == 3
     assert outcome["error_after"] <= outcome["error_before"]
-    assert outcome["ranking"][0]["error"] == pytest.approx(outcome["error_before"], rel=1e-6)
 
     # SamplerCustom with the outputs: the model is called CALLS times per run,
     # and on seeds the fit never saw the result is at least as close to the
@@ -231,9 +230,10 @@ def test_cancel_leaves_no_cache_entry(comfy, sd15_model, cond, user_dir, monkeyp
 def test_budget_and_nan_errors_name_the_input(comfy, sd15_model, cond, user_dir, monkeypatch):
     pos, neg = cond
     with pytest.raises(ValueError, match="calls"):
-        _tune(comfy, sd15_model, pos, neg, calls=1)
+        _tune(comfy, sd15_model, pos, neg, calls=65)
     with pytest.raises(ValueError, match="max_evals"):
         _tune(comfy, sd15_model, pos, neg, max_evals=8)
+    assert not user_dir.exists() or not list(user_dir.iterdir())
     net = sd15_model.model.diffusion_model
     real_forward = type(net).forward
 
@@ -241,7 +241,7 @@ def test_budget_and_nan_errors_name_the_input(comfy, sd15_model, cond, user_dir,
         return real_forward(self, *args, **kwargs) * float("nan")
 
     monkeypatch.setattr(type(net), "forward", forward)
-    with pytest.raises(ValueError, match="(?i)nan"):
+    with pytest.raises(ValueError, match="model: .*NaN"):
         _tune(comfy, sd15_model, pos, neg)
     assert not user_dir.exists() or not list(user_dir.iterdir())
 
