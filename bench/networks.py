@@ -538,16 +538,25 @@ class ConditionalDenoiser(TrainedDenoiser):
 
     __call__ = denoiser
 
-    def guided(self, labels, cfg=1.0):
+    def guided(self, labels, cfg=1.0, prefix=False):
         """denoiser(x, sigma) with labels and cfg fixed (see the class doc);
-        its ``evals_per_call`` is the network evaluations per image per call."""
+        its ``evals_per_call`` is the network evaluations per image per call.
+
+        prefix=True: a batch of n rows smaller than the labels' [B] gets the
+        first n labels (for callers that run the first images of a batch on
+        their own, as tuning.tune screens samplers on noise[:k]); without it
+        such a batch is a ValueError."""
         cfg = float(cfg)
         if not math.isfinite(cfg):
             raise ValueError(f"cfg must be a finite number, got {cfg}")
         fixed = labels
+        per_image = torch.is_tensor(labels) and labels.numel() > 1
 
         def denoiser(x, sigma, **extra_args):
-            return self.denoiser(x, sigma, fixed, cfg)
+            y = fixed
+            if prefix and per_image and x.shape[0] < fixed.numel():
+                y = fixed.reshape(-1)[:x.shape[0]]
+            return self.denoiser(x, sigma, y, cfg)
 
         denoiser.evals_per_call = 1 if (labels is None or cfg == 1.0) else 2
         denoiser.labels, denoiser.cfg, denoiser.network = labels, cfg, self

@@ -317,6 +317,11 @@ def test_cfg_combines_the_two_predictions(cond_net):
     g = cond_net.guided(y, 3.5)
     assert torch.equal(g(x, s), cond_net(x, s, y, cfg=3.5)) and g.evals_per_call == 2
     assert cond_net.guided(y, 1.0).evals_per_call == 1
+    # a prefix of the batch: refused, or (prefix=True) the first labels
+    with pytest.raises(ValueError, match="labels"):
+        g(x[:2], s[:2])
+    gp = cond_net.guided(y, 3.5, prefix=True)
+    assert torch.equal(gp(x[:2], s[:2]), cond_net(x[:2], s[:2], y[:2], cfg=3.5))
     assert torch.equal(cond_net(x, s, 7), cond_net(x, s, torch.full((6,), 7)))
     # the null class by number is the unconditional denoiser
     assert torch.equal(cond_net(x, s, 10), d_u)
