@@ -67,7 +67,8 @@ def describe(tuned, source, key):
         sampler, schedule, err = row[0], row[1], row[2]
         ranking.append({"sampler": str(sampler), "schedule": str(schedule),
                         "error": _number(err)})
-    start = f"{ranking[0]['sampler']} + {ranking[0]['schedule']}" if ranking else ""
+    base = dict(getattr(tuned, "base", {}) or {})
+    start = f"{base['sampler']} + {base['schedule']}" if base.get("sampler") else ""
     evals = cost.get("evals")
     return {"cached": source != "new", "source": source,
             "calls": int(evals) if isinstance(evals, (int, float)) else None,
@@ -231,6 +232,7 @@ class LabTuneSampler:
         tuned = runner.result
         if tuned is None:  # pragma: no cover - the host skipped the sampler
             raise RuntimeError("the host did not run the calibration")
+        pbar.update_absolute(key["max_evals"], key["max_evals"])  # done, under the cap
         print(f"[Sampler Lab] tuned sampler fitted in {time.time() - t0:.1f} s")
         return tuned
 
