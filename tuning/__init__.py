@@ -8,6 +8,6 @@ A TunedSampler is data: step times and a coefficient table run by the one
 loop (samplers.core.sample_grid); see tuning/tune.py for the method.
 """
 from .sampler import TunedMethod, TunedSampler
-from .tune import Interrupted, candidate_samplers, tune
+from .tuner import Interrupted, candidate_samplers, tune
 
 __all__ = ["tune", "TunedSampler", "TunedMethod", "Interrupted", "candidate_samplers"]
