@@ -24,6 +24,8 @@ function hide(node, w) {
   w.computeSize = () => [0, -4]; // -4: the gap the canvas adds after each widget
   if (typeof node.isWidgetVisible === "function") w.hidden = true;
   else if (!String(w.type).startsWith("converted-widget")) w.type = HIDDEN_TYPE;
+  // Vue nodes ("Nodes 2.0") leave out widgets whose options say hidden
+  w.options = { ...(w.options ?? {}), hidden: true };
   if (typeof node.computeSize === "function" && node.size) {
     const [, h] = node.computeSize();
     node.size[1] = h;

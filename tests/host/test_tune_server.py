@@ -215,3 +215,66 @@ def test_saved_workflow_runs_then_reproduces_from_the_embedded_table(server, kin
     except urllib.error.HTTPError as exc:
         body = json.loads(exc.read())
     assert "tuned_table" in json.dumps(body.get("node_errors", body)), body
+
+
+BROWSER_DIR = ROOT / "tests" / "browser"
+
+
+@pytest.mark.parametrize("renderer", ["classic", "vue"])
+def test_frontend_keeps_the_table_in_the_saved_workflow(server, renderer):
+    """The real frontend (headless Chromium): the tuned_table widget is
+    hidden, a run from the browser writes the fit into it (web/tune_table.js)
+    and the outcome line shows the ranking; the workflow the frontend then
+    saves, queued on a server without the cache, reproduces the latent with
+    no calibration."""
+    from test_browser import CHROMIUM, _browser_ready
+    import torch
+    missing = _browser_ready()
+    if missing:
+        pytest.skip(missing)
+    if renderer == "vue" and server.kind != "newest":
+        pytest.skip("Vue nodes are a feature of the newest frontend")
+    workflow = json.loads(WORKFLOW.read_text())
+    nodes = {n["id"]: n for n in workflow["nodes"]}
+    nodes[5]["widgets_values"] = [f"latents/browser_{renderer}_a"]
+    nodes[3]["widgets_values"][3] = 5 if renderer == "classic" else 6  # a fresh key
+    profile = Path(tempfile.mkdtemp(prefix="sampler_lab_chromium_"))
+    env = dict(os.environ, COMFY_URL=server.url, CHROMIUM=CHROMIUM, PROFILE=str(profile),
+               WORKFLOW=json.dumps(workflow), RENDERER=renderer,
+               SHOT=os.environ.get("SAMPLER_LAB_TUNE_SHOT_DIR", "") and
+               str(Path(os.environ["SAMPLER_LAB_TUNE_SHOT_DIR"]) / f"tune_{renderer}.png"))
+    try:
+        run = subprocess.run(["node", str(BROWSER_DIR / "tune_table.spec.mjs")],
+                             cwd=BROWSER_DIR, env=env, text=True, capture_output=True,
+                             timeout=500)
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+    lines = [l for l in run.stdout.splitlines() if l.startswith("{")]
+    assert lines, f"no report (rc {run.returncode}):\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
+    r = json.loads(lines[-1])
+    if not r["ok"]:
+        print(json.dumps({k: r.get(k) for k in ("error", "our_console_errors")}, indent=1))
+    assert r["ok"], (r.get("error"), r["our_console_errors"], r["other_console_errors"][:5],
+                     server.log.read_text()[-3000:])
+    print(f"\n{renderer} ({r['frontend']}): hidden {r['before']['hidden']} "
+          f"(height {r['before']['height']}); head: {r['after']['head']}")
+    assert not r["our_console_errors"], r["our_console_errors"]
+    assert r["before"]["value"] == "" and r["before"]["hidden"]
+    table = json.loads(r["after"]["value"])
+    assert table["format"] == "sampler_lab.tune_sampler.workflow"
+    if r["after"]["head"] is not None:  # the outcome line (schedule_preview.js)
+        assert "top:" in r["after"]["head"]
+    saved = r["saved"]
+    tune = next(n for n in saved["nodes"] if n["type"] == "SamplerLabTuneSampler")
+    assert r["after"]["value"] in tune["widgets_values"]
+    latent_a = _latest_latent(server, f"browser_{renderer}_a")
+
+    for path in _cache_files(server):
+        path.unlink()
+    save = next(n for n in saved["nodes"] if n["type"] == "SaveLatent")
+    save["widgets_values"] = [f"latents/browser_{renderer}_b"]
+    before = _calls(server)
+    outputs, _ = _queue(server, saved)
+    assert outputs[str(tune["id"])]["sampler_lab_outcome"][0]["source"] == "workflow"
+    assert _calls(server) - before == 6 * 4
+    assert torch.equal(latent_a, _latest_latent(server, f"browser_{renderer}_b"))
