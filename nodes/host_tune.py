@@ -45,12 +45,13 @@ def progress_bar(total):
 
 
 class CalibrationRun(comfy.samplers.KSAMPLER):
-    """Runs `fit(denoiser, noise, process)` where the host would run a
-    sampler over [sigma_max, sigma_min, 0]: `denoiser(x, sigma_batch)` is the
-    host's CFG-wrapped model with its extra_args, `noise` the unit starting
-    noise that the host's own noise_scaling turned into the x it hands a
-    sampler (x / sigma_max: the tuned sampler is later handed the same x),
-    `process` the engine's process for the model. The fit's return value is
+    """Runs `fit(denoiser, noise, process, start_scale)` where the host would
+    run a sampler over [sigma_max, sigma_min, 0]: `denoiser(x, sigma_batch)`
+    is the host's CFG-wrapped model with its extra_args, `noise` x / sigma_max
+    with x what the host's own noise_scaling hands a sampler (an eps model's
+    start is noise x sqrt(1 + sigma_max^2)), so start_scale x noise is that x
+    exactly: the tuned sampler is later handed the same x, `process` the
+    engine's process for the model. The fit's return value is
     kept in `.result`; the host's latent comes back unchanged."""
 
     def __init__(self, fit):
@@ -69,7 +70,8 @@ class CalibrationRun(comfy.samplers.KSAMPLER):
         def denoiser(x_, sigma_batch):
             return model(x_, sigma_batch, **extra)
 
-        self.result = self.fit(denoiser, x / float(sigmas[0]), self.process)
+        start = float(sigmas[0])
+        self.result = self.fit(denoiser, x / start, self.process, start)
         return x
 
 

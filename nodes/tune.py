@@ -39,10 +39,12 @@ TABLE_VERSION = 1
 RANKING_SHOWN = 3
 
 
-def _engine_tune(denoiser, noise, process, key, model_sampling, progress, should_stop):
+def _engine_tune(denoiser, noise, process, start_scale, key, model_sampling, progress,
+                 should_stop):
     try:
         return tuning.tune(denoiser, noise, process, key["calls"], max_evals=key["max_evals"],
                            seed=key["seed"], model_sampling=model_sampling,
+                           start_scale=start_scale,
                            key=key["model"][:16], progress=progress, should_stop=should_stop)
     except ValueError as exc:
         text = str(exc)
@@ -214,8 +216,8 @@ class LabTuneSampler:
 
         sampling = host_tune.host.sampling_of(host_tune.host.model_sampling(model))
 
-        def fit(denoiser, noise, process):
-            return _engine_tune(denoiser, noise, process, key, sampling, progress,
+        def fit(denoiser, noise, process, start_scale):
+            return _engine_tune(denoiser, noise, process, start_scale, key, sampling, progress,
                                 host_tune.processing_interrupted)
 
         runner = host_tune.CalibrationRun(fit)
