@@ -95,9 +95,38 @@ def unconditional(name):
     return build
 
 
-# name -> builder; the class-conditional network is one more line here.
+COND_CFG = 3.0  # the guidance scale the conditional network is benchmarked at
+
+
+def conditional(name, cfg=COND_CFG):
+    """The class-conditional network (digits-cond) sampled with CFG `cfg`:
+    the calibration split asks for the digits of CALIBRATION_CLASSES (0-4),
+    the held-out and Frechet splits for HELDOUT_CLASSES (5-9) only, each
+    image i of a split the class classes[i % 5]; the Frechet distance
+    compares with the held-out digits of those classes. A call is one
+    guided prediction (two network evaluations, as a host's CFG batch)."""
+    def build():
+        from .networks import CALIBRATION_CLASSES, HELDOUT_CLASSES, class_labels, load_network
+        base = unconditional(name)()
+        net = load_network(name)
+        classes = {"calib": CALIBRATION_CLASSES, "held": HELDOUT_CLASSES,
+                   "fd": HELDOUT_CLASSES}
+
+        def denoiser(split, n):
+            # prefix: callers run the first k images of a split on their own
+            return net.guided(class_labels(n, classes[split]), cfg, prefix=True)
+
+        def heldout_images():
+            keep = torch.isin(net.heldout_labels(), torch.tensor(HELDOUT_CLASSES))
+            return net.heldout()[keep]
+        return base._replace(denoiser=denoiser, heldout_images=heldout_images)
+    return build
+
+
+# name -> builder
 NETWORKS = {"digits-eps": unconditional("digits-eps"),
-            "digits-flow": unconditional("digits-flow")}
+            "digits-flow": unconditional("digits-flow"),
+            "digits-cond": conditional("digits-cond")}
 
 
 # ----------------------------------------------------------------- references

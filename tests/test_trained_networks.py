@@ -370,3 +370,24 @@ def test_conditional_training_is_deterministic_and_needs_labels():
         tn.train(cfg, data)
     with pytest.raises(ValueError, match="labels"):
         tn.train(TINY, data, labels=labels)
+
+
+def test_bench_row_of_the_conditional_network():
+    """bench/tuned.py's digits-cond row: calibration asks for classes 0-4,
+    the held-out and Frechet splits for 5-9 only, and the Frechet reference
+    holds only held-out digits of 5-9; a prefix of a split keeps its labels."""
+    from sampler_lab.bench import tuned as bt
+    net = bt.NETWORKS["digits-cond"]()
+    cond = nw.load_network("digits-cond")
+    x = _noisy(torch.zeros(10, 1, 28, 28, dtype=torch.float64), 3.0, 5)
+    s = torch.full((10,), 3.0, dtype=torch.float64)
+    for split, classes in (("calib", nw.CALIBRATION_CLASSES), ("held", nw.HELDOUT_CLASSES),
+                           ("fd", nw.HELDOUT_CLASSES)):
+        y = nw.class_labels(10, classes)
+        assert torch.equal(net.denoiser(split, 10)(x, s), cond(x, s, y, cfg=bt.COND_CFG))
+        assert torch.equal(net.denoiser(split, 10)(x[:3], s[:3]),
+                           cond(x[:3], s[:3], y[:3], cfg=bt.COND_CFG))
+    images = net.heldout_images()
+    held, labels = nw.mnist_digits("heldout"), nw.mnist_labels("heldout")
+    assert torch.equal(images, held[labels >= 5]) and len(images) == 250
+    assert net.start_scale == pytest.approx((1 + net.sigma_max ** 2) ** 0.5)
