@@ -59,6 +59,7 @@ def server():
     log = work / "server.log"
     env = dict(os.environ, PYTHONUNBUFFERED="1", SAMPLER_LAB_TEST_CALLS=str(calls),
                SAMPLER_LAB_TEST_USER_DIR=str(work / "user"),
+               SAMPLER_LAB_TEST_SLOW_FILE=str(work / "slow"),
                OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
     with open(log, "w") as out:
         proc = subprocess.Popen(_server_command(kind, host_dir, work, port), cwd=work / "run",
@@ -218,6 +219,49 @@ def test_saved_workflow_runs_then_reproduces_from_the_embedded_table(server, kin
 
 
 BROWSER_DIR = ROOT / "tests" / "browser"
+
+
+def test_cancel_from_the_server_leaves_nothing(server):
+    """POST /interrupt (the frontend's Cancel) while the fit runs: the prompt
+    ends interrupted, no cache entry is written; the same prompt afterwards
+    fits from scratch and succeeds."""
+    workflow = json.loads(WORKFLOW.read_text())
+    nodes = {n["id"]: n for n in workflow["nodes"]}
+    nodes[3]["widgets_values"][3] = 7  # a key no other test fits
+    nodes[5]["widgets_values"] = ["latents/cancelled"]
+    for path in _cache_files(server):
+        path.unlink()
+    slow = server.work / "slow"
+    slow.write_text("1")
+    try:
+        start = _calls(server)
+        answer = _post(server, "/prompt", {"prompt": to_api(workflow, server.info),
+                                           "client_id": "cancel"})
+        pid = answer["prompt_id"]
+        deadline = time.time() + 120
+        while _calls(server) - start < 40:  # the fit is under way
+            assert time.time() < deadline, server.log.read_text()[-3000:]
+            time.sleep(0.1)
+        req = urllib.request.Request(server.url + "/interrupt", data=b"{}", method="POST",
+                                     headers={"Content-Type": "application/json"})
+        urllib.request.urlopen(req, timeout=30).read()
+        while True:
+            hist = _get(server, f"/history/{pid}")
+            if pid in hist:
+                break
+            assert time.time() < deadline, server.log.read_text()[-3000:]
+            time.sleep(0.2)
+    finally:
+        slow.unlink()
+    status = hist[pid]["status"]
+    events = [m[0] for m in status.get("messages", [])]
+    assert status["status_str"] == "error" and "execution_interrupted" in events, status
+    assert "3" not in hist[pid].get("outputs", {})
+    assert not _cache_files(server)
+    assert _calls(server) - start < 400  # stopped midway (the fit takes ~480)
+    outputs, _ = _queue(server, workflow)
+    assert outputs["3"]["sampler_lab_outcome"][0]["source"] == "new"
+    assert len(_cache_files(server)) == 1
 
 
 @pytest.mark.parametrize("renderer", ["classic", "vue"])

@@ -6,8 +6,10 @@ Each call of the model appends one line to $SAMPLER_LAB_TEST_CALLS (when
 set): the test counts model calls from outside the server. On hosts
 without --base-directory (the March-2024 one keeps its user folder inside
 the installed package) $SAMPLER_LAB_TEST_USER_DIR moves the user folder
-into the test's own folder."""
+into the test's own folder. While the file $SAMPLER_LAB_TEST_SLOW_FILE
+exists each model call takes 50 ms more (a run long enough to cancel)."""
 import os
+import time
 
 import torch
 
@@ -32,6 +34,9 @@ class _Gaussian(torch.nn.Module):
         return self.anchor.dtype
 
     def forward(self, x, t, context=None, **kwargs):
+        slow = os.environ.get("SAMPLER_LAB_TEST_SLOW_FILE")
+        if slow and os.path.exists(slow):  # a slow model, to cancel a run midway
+            time.sleep(0.05)
         log = os.environ.get("SAMPLER_LAB_TEST_CALLS")
         if log:
             with open(log, "a") as f:
