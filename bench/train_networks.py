@@ -262,6 +262,8 @@ def main(argv=None):
     held = nw.mnist_digits("heldout")[:a.eval_heldout]
     held_labels = nw.mnist_labels("heldout")[:a.eval_heldout] if conditional else None
     if a.eval_only:
+        if out.name != nw.weights_path(a.model).name:
+            raise SystemExit(f"--eval-only reads <folder>/{a.model}.safetensors; name --out so")
         model = nw.load_network(a.model, weights_dir=out.parent)
         metrics = evaluate(model, held, n_samples=a.eval_samples, labels=held_labels)
         save(out, model.diffusion_model, model.config, metrics)
