@@ -391,3 +391,24 @@ def test_bench_row_of_the_conditional_network():
     held, labels = nw.mnist_digits("heldout"), nw.mnist_labels("heldout")
     assert torch.equal(images, held[labels >= 5]) and len(images) == 250
     assert net.start_scale == pytest.approx((1 + net.sigma_max ** 2) ** 0.5)
+
+
+def test_conditional_cli_writes_loadable_weights_and_re_measures(tmp_path, monkeypatch):
+    """digits-cond's command line on a tiny configuration: a ConditionalDenoiser
+    with the CFG sample metrics; --eval-only rewrites the metrics, not the weights."""
+    tiny = dict(TINY, arch=dict(TINY["arch"], num_classes=10), p_uncond=0.1)
+    monkeypatch.setitem(tn.CONFIGS, "digits-cond", tiny)
+    out = tmp_path / "digits-cond.safetensors"
+    args = ["--model", "digits-cond", "--out", str(out), "--eval-samples", "4",
+            "--eval-heldout", "8"]
+    assert tn.main(args + ["--steps", "2"]) == 0
+    net = nw.load_network("digits-cond", weights_dir=tmp_path)
+    assert isinstance(net, nw.ConditionalDenoiser)
+    assert [r["cfg"] for r in net.metrics["cfg_samples"]] == list(tn.EVAL_CFG)
+    weights = {k: v.clone() for k, v in net.diffusion_model.state_dict().items()}
+    assert tn.main(args + ["--eval-only"]) == 0
+    again = nw.load_network("digits-cond", weights_dir=tmp_path)
+    assert all(torch.equal(weights[k], v) for k, v in again.diffusion_model.state_dict().items())
+    with pytest.raises(SystemExit, match="eval-only"):
+        tn.main(["--model", "digits-cond", "--out", str(tmp_path / "x.safetensors"),
+                 "--eval-only"])
