@@ -29,7 +29,7 @@ import time
 import torch
 
 from .. import tuning
-from . import host_cache, host_tune
+from . import host, host_cache, host_tune
 from .ksampler import CATEGORY, MAX_SEED, with_sigmas
 
 CACHE_KIND = "tuned"
@@ -181,9 +181,9 @@ class LabTuneSampler:
     def tune(self, model, positive, negative, cfg, latent_image, calls, max_evals,
              calibration_seed, tuned_table=""):
         seed = int(calibration_seed)
-        ms = host_tune.host.model_sampling(model)
+        ms = host.model_sampling(model)
         sigma_min, sigma_max = float(ms.sigma_min), float(ms.sigma_max)
-        samples = host_tune.host.fix_latent(model, latent_image["samples"])
+        samples = host.fix_latent(model, latent_image["samples"])
         key = {"version": CACHE_VERSION, "model": host_cache.model_fingerprint(model),
                "positive": host_cache.conditioning_fingerprint(positive),
                "negative": host_cache.conditioning_fingerprint(negative), "cfg": float(cfg),
@@ -214,7 +214,7 @@ class LabTuneSampler:
         def progress(done, total):
             pbar.update_absolute(int(done), int(total))
 
-        sampling = host_tune.host.sampling_of(host_tune.host.model_sampling(model))
+        sampling = host.sampling_of(host.model_sampling(model))
 
         def fit(denoiser, noise, process, start_scale):
             return _engine_tune(denoiser, noise, process, start_scale, key, sampling, progress,
@@ -226,7 +226,7 @@ class LabTuneSampler:
         span = [sigma_max, sigma_min, 0.0]
         t0 = time.time()
         try:
-            host_tune.host.sample(model, key["seed"], cfg, runner,
+            host.sample(model, key["seed"], cfg, runner,
                                   torch.tensor(span, dtype=torch.float32), positive, negative,
                                   {"samples": torch.zeros_like(samples)}, add_noise=True)
         except tuning.Interrupted:
