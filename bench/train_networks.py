@@ -2,6 +2,8 @@
 
     python -m sampler_lab.bench.train_networks --model digits-eps
     python -m sampler_lab.bench.train_networks --model digits-flow [--steps N] [--out FILE]
+    python -m sampler_lab.bench.train_networks --model digits-cond
+    python -m sampler_lab.bench.train_networks --model digits-cond --eval-only  # re-measure
 
 Each run writes bench/weights/<model>.safetensors: the EMA weights, and in
 the metadata the configuration (architecture, kind, shift, data, steps, seed,
@@ -18,6 +20,10 @@ arXiv:2206.00364; Esser et al. 2024, "SD3", arXiv:2403.03206):
   estimate this is EDM's weight, without it the error of D = x - sigma eps at
   sigma ~ 15 would count ~200 times less than at sigma 1; flow: the plain
   velocity loss of rectified flow (SD3);
+* digits-cond: digits-eps's recipe with the digit label fed to the network;
+  each label is replaced by the null class with probability p_uncond = 0.1,
+  so one network learns the conditional and the unconditional denoiser
+  (classifier-free guidance, Ho & Salimans 2022, arXiv:2207.12598);
 * AdamW with warm-up and cosine decay, gradient clipping, EMA of the weights
   (the EMA weights are saved).
 """
@@ -46,7 +52,12 @@ CONFIGS = {
     "digits-eps": dict(COMMON, kind="eps", schedule="sd1 discrete (1000 steps, scaled "
                        "linear betas 0.00085..0.012)", steps=4000),
     "digits-flow": dict(COMMON, kind="flow", shift=3.0, steps=4000),
+    "digits-cond": dict(COMMON, kind="eps", schedule="sd1 discrete (1000 steps, scaled "
+                        "linear betas 0.00085..0.012)", steps=4000,
+                        arch=dict(ARCH, num_classes=nw.CLASSES), p_uncond=0.1),
 }
+# Guidance scales at which the conditional network's samples are measured.
+EVAL_CFG = (1.0, 3.0)
 EVAL_SIGMAS = {"eps": [0.03, 0.1, 0.3, 1.0, 3.0, 14.6], "flow": [0.003, 0.03, 0.1, 0.3, 0.6,
                                                                  0.9, 1.0]}
 
@@ -67,11 +78,18 @@ def noise_levels(config, table, n, gen):
     return torch.cat([first, second])
 
 
-def loss_fn(net, config, table, x0, gen):
-    """One batch's weighted loss (float32 network, float64 bookkeeping)."""
+def loss_fn(net, config, table, x0, gen, labels=None):
+    """One batch's weighted loss (float32 network, float64 bookkeeping).
+    labels (int [B]) for a class-conditional network: each is dropped to the
+    null class with probability config["p_uncond"]."""
     kind = config["kind"]
     sigma = noise_levels(config, table, x0.shape[0], gen)
     noise = torch.randn(x0.shape, generator=gen, dtype=torch.float64)
+    extra = {}
+    if labels is not None:
+        # drawn after the noise, so the unconditional recipes' draws are unchanged
+        drop = torch.rand(x0.shape[0], generator=gen, dtype=torch.float64) < config["p_uncond"]
+        extra["y"] = torch.where(drop, torch.full_like(labels, nw.CLASSES), labels)
     s = sigma.reshape(-1, 1, 1, 1)
     x0d = x0.to(torch.float64)
     t = nw.timestep_from_sigma(sigma, kind, table, interpolate=True)
@@ -84,7 +102,7 @@ def loss_fn(net, config, table, x0, gen):
         target = noise - x0d
         weight = torch.ones_like(sigma)
     weight = weight / weight.mean()
-    out = net(x_in.float(), t.float())
+    out = net(x_in.float(), t.float(), **extra)
     per = ((out - target.float()) ** 2).mean(dim=(1, 2, 3))
     return (weight.float() * per).mean(), per
 
@@ -97,10 +115,17 @@ def lr_at(step, config):
     return config["lr"] * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p)))
 
 
-def train(config, data, log_every=0, log=lambda msg: print(msg, flush=True)):
-    """Trains one network from `config` on `data` [N, 1, 28, 28] -> (EMA
-    network, final mean loss over the last 200 steps). Deterministic for a
-    given config, data and thread count."""
+def train(config, data, log_every=0, log=lambda msg: print(msg, flush=True), labels=None):
+    """Trains one network from `config` on `data` [N, 1, 28, 28] (and, for a
+    class-conditional config, their `labels` int [N]) -> (EMA network, final
+    mean loss over the last 200 steps). Deterministic for a given config,
+    data and thread count."""
+    conditional = bool(config["arch"].get("num_classes"))
+    if conditional != (labels is not None):
+        raise ValueError("labels are needed for a class-conditional config (arch.num_classes) "
+                         "and only there")
+    if labels is not None and labels.shape != (data.shape[0],):
+        raise ValueError(f"labels must have shape [{data.shape[0]}], got {tuple(labels.shape)}")
     torch.manual_seed(config["seed"])
     gen = torch.Generator().manual_seed(config["seed"])
     net = nw.build_network(config)
@@ -116,7 +141,8 @@ def train(config, data, log_every=0, log=lambda msg: print(msg, flush=True)):
         for g in opt.param_groups:
             g["lr"] = lr_at(step, config)
         idx = torch.randint(0, data.shape[0], (config["batch"],), generator=gen)
-        loss, _ = loss_fn(net, config, table, data[idx], gen)
+        loss, _ = loss_fn(net, config, table, data[idx], gen,
+                          None if labels is None else labels[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), config["clip"])
@@ -134,9 +160,11 @@ def train(config, data, log_every=0, log=lambda msg: print(msg, flush=True)):
     return ema.eval(), sum(recent) / max(1, len(recent))
 
 
-def euler_samples(model, n, steps, gen):
+def euler_samples(model, n, steps, gen, denoiser=None):
     """n samples from noise by `steps` Euler steps of the PF-ODE, uniform in
-    the model's timestep from sigma_max to sigma_min, then to 0, float64."""
+    the model's timestep from sigma_max to sigma_min, then to 0, float64.
+    denoiser: D(x, sigma) to use instead of `model` (a guided one)."""
+    denoise = denoiser or model
     if model.kind == "eps":
         t = torch.linspace(len(model.sigmas) - 1, 0, steps, dtype=torch.float64)
         sig = model.sigma_of(t)
@@ -146,7 +174,7 @@ def euler_samples(model, n, steps, gen):
     sig = torch.cat([sig, torch.zeros(1, dtype=torch.float64)])
     x = torch.randn((n,) + model.shape, generator=gen, dtype=torch.float64) * float(sig[0])
     for s, s_next in zip(sig[:-1], sig[1:]):
-        d = (x - model(x, s)) / s
+        d = (x - denoise(x, s)) / s
         x = x + (s_next - s) * d
     return x
 
@@ -156,10 +184,18 @@ def pixel_stats(x):
     return dict(mean=float(x.mean()), std=float(x.std()), ink=float((x > 0).double().mean()))
 
 
-def evaluate(model, heldout, seed=1234, n_samples=256):
+def evaluate(model, heldout, seed=1234, n_samples=256, labels=None):
     """Held-out metrics: per sigma, the MSE of D(x0 + noise) against x0 beside
     the identity's and the training mean image's; pixel statistics of the
-    held-out digits and of 20-step Euler samples."""
+    held-out digits and of 20-step Euler samples.
+
+    A class-conditional model (labels: the held-out digits' labels) is scored
+    with its labels (``mse``) and without (``mse_uncond``); its Euler samples
+    are unconditional, and ``cfg_samples`` holds, per guidance scale in
+    EVAL_CFG, the pixel statistics of class-guided samples (labels cycling
+    0..9) and the share of them the shipped digit classifier
+    (bench/classifier.py, independent of the network) reads as the label
+    asked for."""
     gen = torch.Generator().manual_seed(seed)
     x0 = heldout.to(torch.float64)
     mean_image = nw.mnist_digits("train", torch.float64).mean(0, keepdim=True)
@@ -168,13 +204,33 @@ def evaluate(model, heldout, seed=1234, n_samples=256):
         noise = torch.randn(x0.shape, generator=gen, dtype=torch.float64)
         a = 1.0 if model.process == "ve" else 1.0 - sigma
         x = a * x0 + sigma * noise
-        d = model(x, torch.full((x.shape[0],), sigma, dtype=torch.float64))
-        rows.append(dict(sigma=sigma, mse=float(((d - x0) ** 2).mean()),
-                         identity_mse=float(((x - x0) ** 2).mean()),
+        sig = torch.full((x.shape[0],), sigma, dtype=torch.float64)
+        if labels is None:
+            d = model(x, sig)
+            row = dict(sigma=sigma, mse=float(((d - x0) ** 2).mean()))
+        else:
+            d = model(x, sig, labels)
+            du = model(x, sig)
+            row = dict(sigma=sigma, mse=float(((d - x0) ** 2).mean()),
+                       mse_uncond=float(((du - x0) ** 2).mean()))
+        rows.append(dict(row, identity_mse=float(((x - x0) ** 2).mean()),
                          mean_image_mse=float(((mean_image - x0) ** 2).mean())))
     samples = euler_samples(model, n_samples, 20, gen)
-    return dict(denoise=rows, heldout_pixels=pixel_stats(x0),
-                euler20_pixels=pixel_stats(samples))
+    out = dict(denoise=rows, heldout_pixels=pixel_stats(x0),
+               euler20_pixels=pixel_stats(samples))
+    if labels is not None:
+        from .classifier import load_classifier
+        classifier, _ = load_classifier()
+        asked = nw.class_labels(n_samples)
+        out["cfg_samples"] = []
+        for cfg in EVAL_CFG:
+            s = euler_samples(model, n_samples, 20, gen, model.guided(asked, cfg))
+            with torch.no_grad():
+                read = classifier(s.float().clamp(-1, 1)).argmax(1)
+            out["cfg_samples"].append(dict(cfg=cfg, steps=20, n=n_samples,
+                                           label_accuracy=float((read == asked).double().mean()),
+                                           pixels=pixel_stats(s)))
+    return out
 
 
 def save(path, net, config, metrics):
@@ -196,25 +252,40 @@ def main(argv=None):
     p.add_argument("--eval-samples", type=int, default=256,
                    help="Euler samples for the pixel statistics")
     p.add_argument("--eval-heldout", type=int, default=500, help="held-out digits to score")
+    p.add_argument("--eval-only", action="store_true",
+                   help="re-measure the metrics of the existing weights file and rewrite its "
+                   "metadata (the weights are unchanged)")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
+    out = a.out or nw.weights_path(a.model)
+    conditional = bool(CONFIGS[a.model]["arch"].get("num_classes"))
+    held = nw.mnist_digits("heldout")[:a.eval_heldout]
+    held_labels = nw.mnist_labels("heldout")[:a.eval_heldout] if conditional else None
+    if a.eval_only:
+        if out.name != nw.weights_path(a.model).name:
+            raise SystemExit(f"--eval-only reads <folder>/{a.model}.safetensors; name --out so")
+        model = nw.load_network(a.model, weights_dir=out.parent)
+        metrics = evaluate(model, held, n_samples=a.eval_samples, labels=held_labels)
+        save(out, model.diffusion_model, model.config, metrics)
+        print(json.dumps(dict(config=model.config, metrics=metrics), indent=1))
+        print(f"rewrote the metrics of {out}")
+        return 0
     config = dict(CONFIGS[a.model], name=a.model)
     if a.steps is not None:
         if a.steps < 1:
             raise SystemExit("--steps must be >= 1")
         config["steps"] = a.steps
-    out = a.out or nw.weights_path(a.model)
     data = nw.mnist_digits("train")
     t0 = time.time()
-    net, final = train(config, data, log_every=250)
+    net, final = train(config, data, log_every=250,
+                       labels=nw.mnist_labels("train") if conditional else None)
     config["train_seconds"] = round(time.time() - t0, 1)
     config["threads"] = a.threads
     config["final_loss"] = final
     config["torch"] = torch.__version__
     # Metrics of the weights as saved (float32 round trip is exact).
-    model = nw.TrainedDenoiser(a.model, net, config)
-    metrics = evaluate(model, nw.mnist_digits("heldout")[:a.eval_heldout],
-                       n_samples=a.eval_samples)
+    model = (nw.ConditionalDenoiser if conditional else nw.TrainedDenoiser)(a.model, net, config)
+    metrics = evaluate(model, held, n_samples=a.eval_samples, labels=held_labels)
     save(out, net, config, metrics)
     print(json.dumps(dict(config=config, metrics=metrics), indent=1))
     print(f"wrote {out} in {config['train_seconds']:.0f} s of training")

@@ -1,5 +1,5 @@
 """The ComfyUI adapter: node classes (thin declarations) over the engine.
-Only `host.py` reads ComfyUI internals.
+Only `host.py` and the other `host_*.py` read ComfyUI internals.
 
 Set SAMPLER_LAB_IN_CORE=1 to also list our samplers (and, on hosts with a
 scheduler registry, our schedules) in the core KSampler's dropdowns as
@@ -10,6 +10,7 @@ from .custom_sampling import (LabCustomSigmas, LabNoise, LabSampler, LabSchedule
                               LabSigmasPreview)
 from .ksampler import LabKSampler, LabKSamplerAdvanced
 from .optimize import LabOptimizeSchedule
+from .tune import LabTuneSampler
 
 NODE_CLASS_MAPPINGS = {
     "SamplerLabKSampler": LabKSampler,
@@ -20,6 +21,7 @@ NODE_CLASS_MAPPINGS = {
     "SamplerLabOptimizeSchedule": LabOptimizeSchedule,
     "SamplerLabSigmasPreview": LabSigmasPreview,
     "SamplerLabNoise": LabNoise,
+    "SamplerLabTuneSampler": LabTuneSampler,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -31,6 +33,7 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "SamplerLabOptimizeSchedule": "Sampler Lab Optimize Schedule",
     "SamplerLabSigmasPreview": "Sampler Lab Sigmas Preview",
     "SamplerLabNoise": "Sampler Lab Noise",
+    "SamplerLabTuneSampler": "Sampler Lab Tune Sampler",
 }
 
 

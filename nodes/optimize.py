@@ -5,99 +5,28 @@ The search runs inside the host's sampling pipeline, so the model sees the
 conditioning, CFG and device placement exactly as a KSampler would give it;
 the host's progress bar shows the calls spent and its interrupt stops it.
 """
-import hashlib
-import json
-import os
-
 import torch
 
 from ..samplers import SAMPLER_NAMES
 from ..schedules import optimize
 from ..schedules.optimize import UNTUNABLE, fixed_starts, search_cost_floor
-from . import host
+from . import host, host_cache
+from .host_cache import conditioning_fingerprint, model_fingerprint  # noqa: F401  (API)
 from .ksampler import CATEGORY, MAX_SEED, with_sigmas
 
 TUNABLE = [n for n in SAMPLER_NAMES if n not in UNTUNABLE]
 CACHE_VERSION = 1  # bump when the search changes what it returns
 
 
-def _tensor_digest(h, t, samples=64):
-    """Shape, dtype and evenly spaced values of a tensor: cheap, and enough
-    to tell checkpoints apart without reading gigabytes of weights."""
-    h.update(f"{tuple(t.shape)}{t.dtype}".encode())
-    flat = t.detach().reshape(-1)
-    if flat.numel():
-        stride = max(1, flat.numel() // samples)
-        h.update(flat[::stride][:samples].to("cpu", torch.float64).numpy().tobytes())
-
-
-def model_fingerprint(model):
-    """Identity of a ModelPatcher: its class, sampling, a sample of its
-    weights and the strengths of its patches (LoRAs)."""
-    h = hashlib.sha256()
-    inner = getattr(model, "model", model)
-    ms = host.model_sampling(model)
-    h.update(f"{type(inner).__name__}|{type(ms).__name__}|{float(ms.sigma_min):.8g}|"
-             f"{float(ms.sigma_max):.8g}".encode())
-    state = inner.state_dict() if hasattr(inner, "state_dict") else {}
-    names = sorted(state)
-    step = max(1, len(names) // 64)
-    for name in names[::step]:
-        h.update(name.encode())
-        _tensor_digest(h, state[name])
-    for key in sorted(getattr(model, "patches", {}) or {}):
-        h.update(str(key).encode())
-        for patch in model.patches[key]:
-            strength = patch[0] if isinstance(patch, (tuple, list)) and patch else None
-            h.update(repr(strength).encode())
-    return h.hexdigest()
-
-
-def conditioning_fingerprint(conditioning):
-    h = hashlib.sha256()
-    for item in conditioning or []:
-        tensor, extras = (item[0], item[1]) if len(item) > 1 else (item[0], {})
-        if torch.is_tensor(tensor):
-            _tensor_digest(h, tensor, samples=256)
-        for key in sorted(extras):
-            h.update(str(key).encode())
-            value = extras[key]
-            if torch.is_tensor(value):
-                _tensor_digest(h, value, samples=256)
-            elif isinstance(value, (int, float, str, bool)) or value is None:
-                h.update(repr(value).encode())
-    return h.hexdigest()
-
-
-def cache_dir():
-    """<ComfyUI user folder>/sampler_lab/schedules (the temp folder is wiped
-    at every server start)."""
-    import folder_paths
-    getter = getattr(folder_paths, "get_user_directory", None)
-    base = getter() if getter is not None else getattr(folder_paths, "user_directory", None)
-    if base is None:
-        base = folder_paths.get_temp_directory()
-    return os.path.join(base, "sampler_lab", "schedules")
-
-
 def _read_cache(path):
+    entry = host_cache.read_entry(path)
     try:
-        with open(path, encoding="utf-8") as f:
-            entry = json.load(f)
         sigmas = torch.tensor(entry["sigmas"], dtype=torch.float32)
-    except (OSError, ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError):
         return None  # absent or damaged: search again
     if sigmas.ndim != 1 or len(sigmas) < 2 or not bool(torch.isfinite(sigmas).all()):
         return None
     return sigmas, entry
-
-
-def _write_cache(path, entry):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(entry, f, indent=1)
-    os.replace(tmp, path)  # readers never see half a file
 
 
 def _outcome(entry, cached):
@@ -215,8 +144,7 @@ class LabOptimizeSchedule:
                "sampler": sampler_name, "steps": int(steps), "seed": int(seed),
                "budget_calls": int(budget_calls), "shape": list(samples.shape),
                "sigma_range": [sigma_min, sigma_max]}
-        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
-        path = os.path.join(cache_dir(), f"{digest}.json")
+        path = host_cache.entry_path("schedules", key)
         cached = _read_cache(path)
         if cached is not None:
             sigmas, entry = cached
@@ -237,8 +165,5 @@ class LabOptimizeSchedule:
                  "calls": result.calls, "error_before": result.error_before,
                  "error_after": result.error_after, "start": result.start,
                  "start_errors": result.start_errors}
-        try:
-            _write_cache(path, entry)
-        except OSError as exc:  # a read-only user folder costs a re-run, not the result
-            print(f"[Sampler Lab] could not cache the optimized schedule at {path}: {exc}")
+        host_cache.write_entry(path, entry)
         return _output(sigmas, result.summary(), model, _outcome(entry, cached=False))

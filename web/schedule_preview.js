@@ -47,6 +47,7 @@ const KINDS = {
   SamplerLabSampler: { owner: "sampler_name", table: "samplers" },
   SamplerLabCustomSigmas: { source: "custom" },
   SamplerLabOptimizeSchedule: { source: "display", outcome: true },
+  SamplerLabTuneSampler: { source: "display", outcome: true },
   SamplerLabSigmasPreview: { source: "display" },
 };
 
@@ -705,6 +706,10 @@ function drawHead(state) {
       line = `${o.cached ? "cached result" : "new search"}: ${o.calls ?? "?"} calls`
         + `${o.budget_calls ? ` of ${o.budget_calls}` : ""} · error ${err(o.error_before)}`
         + ` (${o.start || "best fixed schedule"}) → ${err(o.error_after)}${gain}`;
+      // Tune Sampler: the auto pick's best fixed samplers x schedules
+      if (Array.isArray(o.ranking) && o.ranking.length) {
+        line += ` · top: ${o.ranking.map((r) => `${r.sampler}+${r.schedule} ${err(r.error)}`).join(", ")}`;
+      }
     } else if (state.summary) {
       line = state.summary;
     }

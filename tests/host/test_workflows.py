@@ -296,6 +296,7 @@ def test_custom_sigmas_text_is_validated(comfy, host_nodes):
 # Saved workflows store widget values by position: new widgets may only be
 # appended, never inserted, or old files would load shifted values.
 FROZEN_WIDGETS = {
+    "SamplerLabTuneSampler": ["cfg", "calls", "max_evals", "calibration_seed", "tuned_table"],
     "SamplerLabKSampler": [
         "seed", "steps", "cfg", "sampler_name", "scheduler", "denoise", "noise_strength",
         "s_noise", "noise_start", "noise_end", "s_churn", "s_tmin", "s_tmax", "restart",
