@@ -441,6 +441,9 @@ class ExpRK(Method):
         c = self.tableau(h)[0]
         ds = [denoised]
         ou = None           # running OU noise (normalised) for "ou"
+        path = None         # running Brownian increment W(sigma_j) - W(sigma) for "draws"
+        labels = _draw_labels(run, clock, sigma, sigma_next, c[1:]) if self.stage_noise == "draws" \
+            else None
         prev_sigma = sigma
         for j in range(1, len(c) + 1):
             last = j == len(c)
@@ -453,7 +456,19 @@ class ExpRK(Method):
             x_down = denoised if sigma_down == 0.0 else (
                 x * (sigma_down / sigma) + combine(row, ds) * clock.alpha(sigma_down))
             if self.stage_noise == "draws":
-                z = run.draw_at(*_draw_labels(run, sigma, sigma_j, sigma_next, c[1] if len(c) > 1 else 0.5))
+                # The stage's noise is the path's increment over [sigma, sigma_j]
+                # and the step's over [sigma, sigma_next] (k-diffusion's draws,
+                # which overlap): built here from the disjoint increments
+                # [prev, sigma_j] of one Brownian path in sigma, so that a source
+                # drawing fresh noise per call gives the overlap's correlation
+                # too. Read as two separate draws, the step's noise lost its
+                # correlation with the stage's, and the output 10-18% of the
+                # data's std (eta 1, karras, 8-20 steps); a Brownian source gives
+                # the same numbers either way.
+                t0, t1 = labels[j - 1], labels[j]
+                inc = run.draw_at(t0, t1) * math.sqrt(abs(t1 - t0))
+                path = inc if path is None else path + inc
+                z = path / math.sqrt(abs(t1 - labels[0]))
             else:
                 # OU increment over [prev_sigma, sigma_j]: decay of the part
                 # already there and fresh noise for the rest, so that every
@@ -472,22 +487,21 @@ class ExpRK(Method):
             prev_sigma = sigma_j
 
 
-def _draw_labels(run, sigma, sigma_j, sigma_next, r):
-    """The interval dpmpp_sde draws its noise for: [sigma, stage] for the
-    stage, [sigma, sigma_next] for the step (k-diffusion's draws, which
-    overlap on one Brownian path). For VE they are computed as k-diffusion
-    does, in the schedule's dtype through t = -log(sigma): its labels differ
-    from the schedule's numbers by an ulp, and a Brownian path read an ulp
-    apart differs by ~1e-4, enough to part ways with the core sampler's
-    image for the same seed."""
+def _draw_labels(run, clock, sigma, sigma_next, stages):
+    """The sigmas dpmpp_sde's noise path is read at: sigma, each stage's
+    (at fractions `stages` of the step in lambda), sigma_next. For VE they
+    are computed as k-diffusion does, in the schedule's dtype through t =
+    -log(sigma): its labels differ from the schedule's numbers by an ulp, and
+    a Brownian path read an ulp apart differs by ~1e-4, enough to part ways
+    with the core sampler's image for the same seed."""
     if run.proc.name != "ve":
-        return sigma, sigma_j
+        lam = clock.lam(sigma)
+        h = clock.lam(sigma_next) - lam
+        return [sigma] + [clock.sigma_from_lam(lam + r * h) for r in stages] + [sigma_next]
     import torch
     t = -torch.tensor([sigma, sigma_next], dtype=run.sigmas.dtype).log()
-    if sigma_j == sigma_next:
-        return float((-t[0]).exp()), float((-t[1]).exp())
-    t_s = t[0] + (t[1] - t[0]) * r
-    return float((-t[0]).exp()), float((-t_s).exp())
+    mids = [float((-(t[0] + (t[1] - t[0]) * r)).exp()) for r in stages]
+    return [float((-t[0]).exp())] + mids + [float((-t[1]).exp())]
 
 
 def dpmpp_2s_tableau(r=0.5):
