@@ -612,6 +612,20 @@ def unipc_moments(variant):
     return moments
 
 
+def moments_in_s(span, n):
+    """int_0^H e^-(H - u) (e^-u)^m du for m < n: the moments of the step's
+    kernel for a polynomial in S / S_start = e^-u (S = sigma / alpha, u the
+    lambda elapsed), the exponential integrator's weights when the data
+    prediction is interpolated in the noise level instead of in lambda."""
+    if math.isinf(span):
+        return [1.0] + [0.0] * (n - 1)
+    e = math.exp(-span)
+    out = [-math.expm1(-span), span * e]
+    for m in range(2, n):
+        out.append((e - math.exp(-m * span)) / (m - 1))
+    return out[:n]
+
+
 NOISY_AMPLIFICATION = 8.0
 
 
@@ -649,17 +663,48 @@ class ExpMultistep(Method):
     # up to 4.6x closer to the ODE's end at 0 than the denoise on flow
     # kl_optimal, whose last sigma 0.009 leaves a denoise error ~sigma^2).
     end_sigma: Optional[float] = None
+    # The last step into a nonzero sigma (a schedule that stops above 0: the
+    # first piece of a split run) has no corrector after it, and the usual
+    # schedules make it long in lambda (normal, ddim_uniform, kl_optimal end
+    # 0.3 -> 0.03 after steps of ~0.3), where a polynomial in lambda through
+    # the history extrapolates a data prediction that saturates (D - D(0) ~
+    # S^2 = e^-2 lambda) far beyond its nodes. "auto": that step interpolates
+    # the D's in lambda or in S = e^-lambda, whichever spaces the step and the
+    # newest history interval more evenly (deis_auto_tau's rule), with the
+    # kernel's exact moments in either (moments_in_s). Measured on exact
+    # Gaussian data, SA-Solver, 8 schedules x 2-33 steps x every stopping
+    # point (675 cases a process): summed RMSE VE 10.4 -> 7.0, flow 20.5 ->
+    # 11.2, the largest 0.51 -> 0.45 and 1.19 -> 0.49; 28 of the 71 cases
+    # with RMSE > 0.1 at least 2x closer; 12 cases worse by more than 2% above
+    # RMSE 1e-3. Against the newest core's function on its SD 1.x and
+    # shift-3 flow models (603 stopping points each; it returns the corrected
+    # state at the next-to-last sigma): summed RMSE eps 7.1 -> 3.7 (the
+    # core's 389), flow 15.9 -> 6.6 (the core's 27.8). Always lambda, always
+    # S and a first-order last step gave 7.1/15.9, 5.2/7.7 and 8.6/9.7.
+    # Schedules ending in 0 are unchanged.
+    end_variable: Optional[str] = None
 
     def calls(self, sig, split):
         n = len(sig) - 1
         return n + max(0, n - 1) if self.corrector == "sa_pece" else n
 
+    def _in_s(self, clock, sigma, elapsed, entries):
+        """For end_variable "auto": True where the step and the newest
+        history interval (its end, start and the previous point) are more
+        evenly spaced in S = e^-lambda than in lambda: how far the step
+        reaches beyond its history in each variable."""
+        lam_to = clock.lam(sigma) + elapsed
+        lams = [lam_to] + [lk for _, lk in entries[:2]]
+        score = lambda pts: _spacing_score(lambda v: v, pts)  # noqa: E731
+        return score([math.exp(-(v - lam_to)) for v in lams]) < score(lams)
+
     def start(self, run):
         return {"hist": [], "pending": None}
 
-    def _move(self, clock, x, sigma, sigma_to, elapsed, entries, noisy=False):
+    def _move(self, clock, x, sigma, sigma_to, elapsed, entries, noisy=False, in_s=False):
         """x at sigma_to from (x, sigma) with the D's `entries` = [(D, lambda)]
-        interpolated over nodes (lambda - lambda(sigma)) / elapsed."""
+        interpolated over nodes (lambda - lambda(sigma)) / elapsed, or with
+        in_s over S / S(sigma) = e^-(lambda - lambda(sigma))."""
         if sigma_to == 0.0:
             return entries[0][0]
         lam = clock.lam(sigma)
@@ -667,6 +712,11 @@ class ExpMultistep(Method):
         # where a first-order step needs no lambda at all
         decay = clock.decay(sigma, sigma_to)
         span = -math.log(decay) if decay > 0.0 else math.inf
+        if in_s:
+            nodes = [math.exp(-(lk - lam)) for _, lk in entries]
+            ws = etd_weights(nodes, elapsed, span, moments=moments_in_s(span, len(nodes)))
+            return x * (sigma_to / sigma) + \
+                combine(ws, [dk for dk, _ in entries]) * clock.alpha(sigma_to)
         # Under noise the D's carry the fresh noise of earlier steps, and an
         # extrapolation over a step much longer than their spacing multiplies
         # it (measured: dpmpp_3m_sde at eta 1 on flow's normal schedule, last
@@ -729,7 +779,9 @@ class ExpMultistep(Method):
             x_next = denoised
         else:
             elapsed = clock.lam(sigma_next) - lam
-            x_next = self._move(clock, x, sigma, sigma_down, elapsed, entries, up > 0.0)
+            in_s = self.end_variable == "auto" and i == n - 1 and len(entries) > 2 and \
+                self._in_s(clock, sigma, elapsed, entries)
+            x_next = self._move(clock, x, sigma, sigma_down, elapsed, entries, up > 0.0, in_s)
         z = None
         if up > 0.0:
             z = run.draw(i)

@@ -209,7 +209,7 @@ def _unipc(variant):
 def _sa(corrector):
     return lambda predictor_order=3, corrector_order=4: M.ExpMultistep(
         M.moments_exact, order=predictor_order, clock="lambda", corrector=corrector,
-        corrector_order=corrector_order, final="sa")
+        corrector_order=corrector_order, final="sa", end_variable="auto")
 
 
 # name: (build, rule, order, calls/step, default eta, family, options, description)
