@@ -284,7 +284,8 @@ _TABLE = {
     # weights the second difference D2 ~ h^2 D''/2 by h/6 where the Taylor
     # expansion asks for h/3, so it converges at second order. We keep the
     # host's formula so that images match the core sampler.
-    "dpmpp_3m_sde": (lambda: M.ExpMultistep(M.moments_kdiff_3m, order=3, clock="lambda"), "sde",
+    "dpmpp_3m_sde": (lambda: M.ExpMultistep(M.moments_kdiff_3m, order=3, clock="lambda",
+                                            noisy_amplification=8.0), "sde",
                      2, 1, 1.0, "exponential", {},
                      "DPM-Solver++(3M) SDE (Lu et al. 2023, arXiv:2211.01095; k-diffusion's "
                      "update, which converges at second order)."),
