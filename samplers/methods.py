@@ -705,9 +705,8 @@ class ExpMultistep(Method):
     # res_3m 1.73 at 8 VE karras steps, dpmpp_2m at eta 1 1.55 on VE normal
     # and 2.16 on flow normal at 12 steps; with 5 every one of them, and every
     # sampler of this kind at 8 and 12 steps of karras, simple, normal and beta
-    # at eta 0.5 and 1, lies in 0.67-1.5x, dpmpp_3m_sde aside). dpmpp_3m_sde
-    # keeps 8: its steps on karras would part from the core's function's
-    # (tests/test_samplers_oracle_kdiffusion), for 1.57 -> 1.51.
+    # at eta 0.5 and 1, lies in 0.67-1.5x). The rows the core has at eta > 0
+    # keep 8, the core function's steps (registry._CORE_NOISY).
     noisy_amplification: float = NOISY_AMPLIFICATION
 
     def calls(self, sig, split):
