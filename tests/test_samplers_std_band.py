@@ -124,6 +124,10 @@ BAND_8_DEVIATIONS = {
                                 ("flow", 0.5, 8, 1.59), ("flow", 0.5, 12, 1.60),
                                 ("flow", 1.0, 8, 1.65), ("flow", 1.0, 12, 1.69))},
     ("res_multistep_ancestral", "ve", 0.5, "normal", 8): (1.56, _CORE_STEPS),
+    **{(n, "ve", 1.0, "karras", 8): (1.79, "UniPC's noisy bound 6 (samplers/registry."
+                                           "_UNIPC_NOISY: at 5 the node test on an SD3-type "
+                                           "model reads its 30/60-step std 7% off)")
+       for n in ("uni_pc", "uni_pc_bh2")},
 }
 
 
