@@ -52,6 +52,25 @@ DEVIATIONS = {
     ("dpm_fast", "flow"): "flow ancestral split at eta > 0 (eta 0 compared below)",
     ("dpm_adaptive", "flow"): "flow ancestral split at eta > 0 (eta 0 compared below)",
 }
+# Compared on one Brownian path (the host's tree) instead of call-indexed
+# replay: the host reads dpmpp_sde's stage and step noise over overlapping
+# intervals of its tree; ours sums the disjoint pieces, so that fresh
+# per-call noise keeps the overlap's correlation (issue 22 item 1). On the
+# tree both read the same path; the tree's float32 arithmetic bounds the
+# agreement at PATH_TOL.
+PATH_NOISE = {"dpmpp_sde", "dpmpp_sde_gpu"}
+PATH_TOL = 1e-5
+
+
+def _noise(comfy, name, x, sigmas):
+    if name not in PATH_NOISE:
+        return K.Replay(x, 3)
+    import comfy.k_diffusion.sampling as kds
+    from helpers import SnappedNoise
+    return SnappedNoise(kds.BrownianTreeNoiseSampler(x, sigmas[sigmas > 0].min(), sigmas.max(),
+                                                     seed=3, cpu=True))
+
+
 ETA_ZERO_ONLY = {("dpm_fast", "flow"), ("dpm_adaptive", "flow")}
 
 
@@ -145,13 +164,13 @@ def test_every_shared_sampler_equals_the_hosts(comfy, kind):
                     theirs_model = K.HostModel(data.denoiser, ms, uf)
                     ours_model = K.HostModel(data.denoiser, ms, uf)
                     theirs = _run_host(comfy, name, fn, theirs_model, x.clone(), sigmas, eta,
-                                       K.Replay(x, 3))
+                                       _noise(comfy, name, x, sigmas))
                     extra = {"uncond": lambda m=ours_model: m.last_uncond} if spec.cfg_pp else {}
                     ours = spec.fn(ours_model, x.clone(), sigmas, process=process, eta=eta,
-                                   noise=K.Replay(x, 3), **extra)
+                                   noise=_noise(comfy, name, x, sigmas), **extra)
                     err = float((ours - theirs).norm() / theirs.norm())
                     checked += 1
-                    if not err < TOL:
+                    if not err < (PATH_TOL if name in PATH_NOISE else TOL):
                         failures.append(f"{name} {sched} {n} eta={eta}: {err:.2e}")
     assert checked >= (40 if kind == "eps" else 60) or len(_names(comfy)) < 30, checked
     assert not failures, "\n".join(failures)
