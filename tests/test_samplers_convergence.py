@@ -90,6 +90,10 @@ PUBLISHED_ORDER = {
                                "AB2 at gamma 1.5"),
     "er_sde": (3, "ER-SDE-Solver-3 (Cui et al. 2023, arXiv:2309.06169)"),
     "seeds_2": (2, "SEEDS-2 (Gonzalez et al. 2023, arXiv:2305.14267)"),
+    "exp_heun_2_x0": (2, "exponential Heun in the data prediction: the two-stage "
+                      "exponential RK with its stage at c = 1 (Hochbruck & Ostermann 2010, "
+                      "the phi_2 row; SEEDS-2 at r = 1)"),
+    "exp_heun_2_x0_sde": (2, "its deterministic form is exp_heun_2_x0"),
     "seeds_3": (3, "SEEDS-3 (Gonzalez et al. 2023)"),
     "sa_solver": (4, "SA-Solver PC, predictor 3 / corrector 4: min(3 + 1, 4) (Xue et al. "
                      "2023, arXiv:2309.05019)"),
