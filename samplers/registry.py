@@ -17,11 +17,11 @@ from . import dpm_solver
 from .cfgpp_history import sample_cfgpp_history
 from . import methods as M
 from .controls import parse_restart, restart_pieces
-from .core import (Run, _float_arg, as_sigma_tensor, read_sigmas, sample_grid, sample_restart,
+from .core import (Run, as_sigma_tensor, read_sigmas, sample_grid, sample_restart,
                    window_sigmas)
 from .noise_rules import get_rule
 from .process import get_process
-from ..params import Param
+from ..params import Param, check_options, number
 
 
 @dataclass(frozen=True)
@@ -61,15 +61,7 @@ class SamplerSpec:
         return {k: o.default for k, o in self.option_specs.items()}
 
     def checked_options(self, options):
-        unknown = sorted(set(options) - set(self.option_specs))
-        if unknown:
-            allowed = sorted(self.option_specs) or "none"
-            raise ValueError(f"sampler {self.name!r} has no option {', '.join(unknown)}; "
-                             f"its options: {allowed}")
-        opts = self.options
-        for k, v in options.items():
-            opts[k] = self.option_specs[k].check(f"{self.name} option {k}", v)
-        return opts
+        return check_options("sampler", self.name, self.option_specs, options)
 
     def method(self, **options):
         return self.build(**{k: v for k, v in self.checked_options(options).items()
@@ -543,7 +535,7 @@ def noise_fractions(name, sigmas, *, process="ve", eta=None, noise_window=None):
     spec = get_sampler(name)
     proc = get_process(process)
     rule = get_rule(spec.rule)
-    eta = _float_arg("eta (noise strength)", spec.default_eta if eta is None else eta, 0.0)
+    eta = number("eta (noise strength)", spec.default_eta if eta is None else eta, 0.0)
     sig = read_sigmas(as_sigma_tensor(sigmas), proc)
     hi, lo = window_sigmas(proc, spec.noise_window if noise_window is None else noise_window)
     method = spec.method()

@@ -26,6 +26,7 @@ import torch
 
 from ..sigma_tables import _shift, flow_table, flux_table  # noqa: F401
 from .validation import as_float, check_model_sigmas
+from ..params import number
 
 
 def _readonly(arr):
@@ -108,13 +109,6 @@ class DiscreteSampling(ModelSampling):
         return torch.from_numpy(np.asarray(self.log_sigmas, dtype=np.float32))
 
 
-def _positive(where, value):
-    value = as_float(where, value, "a finite number > 0")
-    if value <= 0:
-        raise ValueError(f"{where} must be a finite number > 0, got {value!r}")
-    return value
-
-
 @dataclass(frozen=True, eq=False)
 class FlowSampling(ModelSampling):
     """A rectified-flow model x = (1 - sigma) x0 + sigma noise with a shift,
@@ -130,8 +124,9 @@ class FlowSampling(ModelSampling):
     kind = "flow"
 
     def __post_init__(self):
-        object.__setattr__(self, "shift", _positive("flow shift", self.shift))
-        object.__setattr__(self, "multiplier", _positive("flow multiplier", self.multiplier))
+        for name in ("shift", "multiplier"):
+            object.__setattr__(self, name, number(f"flow {name}", getattr(self, name), 0.0,
+                                                  lo_open=True, allowed="a finite number > 0"))
         if self.sigmas is None:
             object.__setattr__(self, "sigmas", flow_table(self.shift, self.multiplier))
         super().__post_init__()
