@@ -33,13 +33,15 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from ..samplers import get_process, get_sampler
+from ..samplers import SAMPLERS, get_process, get_sampler
 from .registry import SCHEDULE_NAMES, get_sigmas
 from ..params import number
 
 __all__ = ["optimize", "OptimizeResult", "search_cost_floor", "fixed_starts", "UNTUNABLE"]
 
-UNTUNABLE = ("dpm_fast", "dpm_adaptive")
+# Samplers that lay their own steps over the range: a fact of their rows
+# (SamplerSpec.tunable); the name stays for the node and the bench.
+UNTUNABLE = tuple(name for name, spec in SAMPLERS.items() if not spec.tunable)
 # Third order: on the digits model 128 steps uniform in -log(sigma) are
 # within 1e-5 (VE) of a 2048-step RK4 solve; 2M needs 4x the steps.
 REFERENCE_SAMPLER = "uni_pc"
@@ -210,7 +212,7 @@ def optimize(model, x_shape: Sequence[int], sampler_name: str, steps: int, *,
     """
     proc = get_process(process)
     spec = get_sampler(sampler_name)
-    if spec.calls_per_step is None or sampler_name in UNTUNABLE:
+    if spec.calls_per_step is None or not spec.tunable:
         raise ValueError(
             f"sampler {sampler_name!r} chooses its own steps between sigma_max and sigma_min; "
             f"a schedule cannot be tuned for it (pick another sampler, or tune its range)")
