@@ -549,6 +549,38 @@ def core_discards_penultimate(name):
 
 
 # --- opt-in: our samplers and schedules in the core dropdowns -----------------
+class SearchKSAMPLER(comfy.samplers.KSAMPLER):
+    """Runs a schedule search where the host would run a sampler: the model
+    it is handed is the CFG-wrapped denoiser, the x it is handed the seed's
+    noised latent at sigma_max. `search` is schedules.optimize (passed in, so
+    the adapter does not import the search); its result lands in .result."""
+
+    def __init__(self, search, sampler_name, steps, budget_calls, seed, sigma_min, sigma_max,
+                 starts):
+        self.search = search
+        self.settings = dict(sampler_name=sampler_name, steps=steps, budget_calls=budget_calls,
+                             seed=seed, sigma_min=sigma_min, sigma_max=sigma_max,
+                             starts=starts, model_sigma_range=(sigma_min, sigma_max))
+        self.result = None
+        super().__init__(self._search, extra_options={}, inpaint_options={})
+
+    def _search(self, model, x, sigmas, extra_args=None, callback=None, disable=None):
+        s = self.settings
+        process = process_of_model(model)
+        pbar = comfy.utils.ProgressBar(s["budget_calls"])
+        self.result = self.search(
+            model, tuple(x.shape), s["sampler_name"], s["steps"], process=process,
+            sigma_min=s["sigma_min"], sigma_max=s["sigma_max"],
+            budget_calls=s["budget_calls"], seed=s["seed"], x=x, extra_args=extra_args,
+            starts=s["starts"], model_sigma_range=s["model_sigma_range"],
+            # A discrete (VE) model is fed timestep 0 below its sigma_min, so its
+            # reference stops there; flow models are continuous in sigma.
+            reference_floor=s["sigma_min"] if process.name == "ve" else None,
+            dtype=x.dtype, device=x.device,
+            progress=lambda done, total: pbar.update_absolute(done, total))
+        return x
+
+
 CORE_PREFIX = "lab_"
 
 
@@ -562,11 +594,18 @@ def _inner_model_sampling(model_k):
     return None
 
 
+def process_of_model(model_k):
+    """The engine's process of the model a sampler function is handed (the
+    host's KSamplerX0Inpaint over its CFG wrapper over the BaseModel), read
+    from the model at each call rather than kept on the sampler."""
+    return model_process(_inner_model_sampling(model_k))
+
+
 def _core_sampler_function(spec):
     def sample(model, x, sigmas, extra_args=None, callback=None, disable=None, **options):
         ms = _inner_model_sampling(model)
         return run_sampler(spec, model, x, sigmas, extra_args, callback, disable,
-                           model_process(ms), s_noise=noise_scale_of(ms), options=options,
+                           process_of_model(model), s_noise=noise_scale_of(ms), options=options,
                            model_range=model_sigma_range(ms))
     sample.__name__ = f"sample_{CORE_PREFIX}{spec.name}"
     return sample
