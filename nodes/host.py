@@ -390,7 +390,7 @@ def run_sampler(spec, model, x, sigmas, extra_args, callback, disable, process, 
     restarts), and the unconditional prediction for CFG++ samplers.
     model_range: the model's (sigma_min, sigma_max), the span of the noise
     path (noise_path_range)."""
-    eta = spec.default_eta if eta is None else eta
+    eta = spec.eta_or_default(eta)
     controls = controls or {}
     extra = dict(controls)
     if spec.cfg_pp:

@@ -65,6 +65,11 @@ class SamplerSpec:
     def stochastic(self):
         return self.default_eta > 0
 
+    def eta_or_default(self, eta=None):
+        """The noise strength a run uses: `eta`, or this sampler's default
+        where None (the nodes' -1). Checked where the run is made (core.Run)."""
+        return self.default_eta if eta is None else eta
+
     @property
     def options(self):
         return {k: o.default for k, o in self.option_specs.items()}
@@ -86,7 +91,7 @@ class SamplerSpec:
         sig = read_sigmas(as_sigma_tensor(sigmas), proc)
         if len(sig) <= 1:
             return 0
-        eta = self.default_eta if eta is None else eta
+        eta = self.eta_or_default(eta)
         method = self.method(**options)
         pieces = [p.sig for p in restart_pieces(sig, parse_restart(restart), proc)] \
             if restart is not None else [sig]
@@ -143,7 +148,7 @@ def _make_fn(spec):
             return x  # nothing to integrate; the host does the same
         run = Run(model, x, sigmas_t, extra_args=extra_args, callback=callback,
                   disable=disable, process=process,
-                  eta=spec.default_eta if eta is None else eta,
+                  eta=spec.eta_or_default(eta),
                   s_noise=s_noise, noise=noise,
                   rule=spec.rule if noise_rule is None else noise_rule,
                   noise_window=spec.noise_window if noise_window is None else noise_window,
@@ -571,7 +576,7 @@ def noise_fractions(name, sigmas, *, process="ve", eta=None, noise_window=None):
     spec = get_sampler(name)
     proc = get_process(process)
     rule = get_rule(spec.rule)
-    eta = number("eta (noise strength)", spec.default_eta if eta is None else eta, 0.0)
+    eta = number("eta (noise strength)", spec.eta_or_default(eta), 0.0)
     sig = read_sigmas(as_sigma_tensor(sigmas), proc)
     hi, lo = window_sigmas(proc, spec.noise_window if noise_window is None else noise_window)
     method = spec.method()
