@@ -534,4 +534,4 @@ class SearchKSAMPLER(comfy.samplers.KSAMPLER):
 from .host_core import CORE_PREFIX, _core_sampler_function, expose_in_core  # noqa: E402,F401
 from .host_experts import expert_boundary, two_experts, with_expert  # noqa: E402,F401
 from .host_models import (_header_model, checkpoint_family, model_family,  # noqa: E402,F401
-                          sampling_family, sampling_node_family)
+                          model_file, sampling_family, sampling_node_family)

@@ -131,3 +131,18 @@ def sampling_node_family(class_type, values, base_path=None):
     except (TypeError, KeyError, AttributeError, RuntimeError) as exc:
         raise ValueError(f"{class_type} could not run on its own: {exc}") from None
     return sampling_family(model_sampling(patched), model_name)
+
+
+def model_file(folder, name):
+    """The full path of `name` in the host's model folder `folder` (for
+    diffusion_models also the older hosts' "unet"), or None."""
+    import folder_paths
+
+    for candidate in (folder, "unet") if folder == "diffusion_models" else (folder,):
+        try:
+            path = folder_paths.get_full_path(candidate, name)
+        except KeyError:  # a folder name this host does not know
+            path = None
+        if path:
+            return path
+    return None
