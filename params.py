@@ -77,6 +77,63 @@ def _fmt(x, missing):
     return missing if x is None else f"{x:g}"
 
 
+_REQUIRED = object()
+
+
+def number(where, raw, lo=None, hi=None, *, integer=False, lo_open=False, hi_open=False,
+           text=False, default=_REQUIRED, allowed=None):
+    """`raw` as a finite float (an int with integer=True) within [lo, hi]
+    (None: unbounded; lo_open/hi_open exclude an end): a number or a
+    one-element tensor; with text=True also the text of one (a URL query's
+    value). With `default` given, None and "" stand for it.
+
+    Raises ValueError "<where> must be <allowed>, got <raw>", `allowed`
+    being "a finite number in [lo, hi]" (or "an integer in ...") unless the
+    caller words it. A bool is never a number here (True is no step count
+    and no noise strength), nor is text unless asked for."""
+    if default is not _REQUIRED and (raw is None or (isinstance(raw, str) and raw == "")):
+        return default
+    if allowed is None:
+        what = "an integer" if integer else "a finite number"
+        allowed = (f"{what} in {'(' if lo_open else '['}{'-inf' if lo is None else lo}, "
+                   f"{'inf' if hi is None else hi}{')' if hi_open else ']'}")
+    value = None
+    if isinstance(raw, str):
+        if text:
+            try:
+                value = int(raw) if integer else float(raw)
+            except ValueError:
+                pass
+    elif integer:
+        value = int(raw) if is_int(raw) else None
+    elif not isinstance(raw, bool):
+        try:
+            value = float(raw)
+        except (TypeError, ValueError, RuntimeError):
+            pass
+    if value is None or not math.isfinite(value) or \
+            not in_range(value, lo, hi, lo_open, hi_open):
+        raise ValueError(f"{where} must be {allowed}, got {raw!r}")
+    return value
+
+
+def check_options(kind, name, specs, values, noun="option"):
+    """`values` (name -> raw value) checked against `specs` (name -> Param)
+    and laid over the specs' defaults, as a new dict. `kind` and `name` say
+    whose they are ("sampler", "lms"); an unknown key is a ValueError that
+    lists the known ones, a bad value one that names "<name>: <key>" and its
+    allowed range (Param.check)."""
+    unknown = sorted(set(values) - set(specs))
+    if unknown:
+        allowed = ", ".join(specs) or "none"
+        raise ValueError(f"unknown {noun} {', '.join(map(repr, unknown))} for {kind} {name!r}; "
+                         f"its {noun}s: {allowed}")
+    checked = {k: p.default for k, p in specs.items()}
+    for key, value in values.items():
+        checked[key] = specs[key].check(f"{name}: {key}", value)
+    return checked
+
+
 def is_int(value):
     # bool is an int to Python but never a step count.
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)

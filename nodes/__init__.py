@@ -12,29 +12,21 @@ from .ksampler import LabKSampler, LabKSamplerAdvanced
 from .optimize import LabOptimizeSchedule
 from .tune import LabTuneSampler
 
-NODE_CLASS_MAPPINGS = {
-    "SamplerLabKSampler": LabKSampler,
-    "SamplerLabKSamplerAdvanced": LabKSamplerAdvanced,
-    "SamplerLabSampler": LabSampler,
-    "SamplerLabScheduler": LabScheduler,
-    "SamplerLabCustomSigmas": LabCustomSigmas,
-    "SamplerLabOptimizeSchedule": LabOptimizeSchedule,
-    "SamplerLabSigmasPreview": LabSigmasPreview,
-    "SamplerLabNoise": LabNoise,
-    "SamplerLabTuneSampler": LabTuneSampler,
-}
-
-NODE_DISPLAY_NAME_MAPPINGS = {
-    "SamplerLabKSampler": "Sampler Lab KSampler",
-    "SamplerLabKSamplerAdvanced": "Sampler Lab KSampler (Advanced)",
-    "SamplerLabSampler": "Sampler Lab Sampler",
-    "SamplerLabScheduler": "Sampler Lab Scheduler",
-    "SamplerLabCustomSigmas": "Sampler Lab Custom Sigmas",
-    "SamplerLabOptimizeSchedule": "Sampler Lab Optimize Schedule",
-    "SamplerLabSigmasPreview": "Sampler Lab Sigmas Preview",
-    "SamplerLabNoise": "Sampler Lab Noise",
-    "SamplerLabTuneSampler": "Sampler Lab Tune Sampler",
-}
+# Each node once: (id, class, display name). The ids are what saved workflows
+# and API prompts refer to: never rename or remove one.
+NODES = [
+    ("SamplerLabKSampler", LabKSampler, "Sampler Lab KSampler"),
+    ("SamplerLabKSamplerAdvanced", LabKSamplerAdvanced, "Sampler Lab KSampler (Advanced)"),
+    ("SamplerLabSampler", LabSampler, "Sampler Lab Sampler"),
+    ("SamplerLabScheduler", LabScheduler, "Sampler Lab Scheduler"),
+    ("SamplerLabCustomSigmas", LabCustomSigmas, "Sampler Lab Custom Sigmas"),
+    ("SamplerLabOptimizeSchedule", LabOptimizeSchedule, "Sampler Lab Optimize Schedule"),
+    ("SamplerLabSigmasPreview", LabSigmasPreview, "Sampler Lab Sigmas Preview"),
+    ("SamplerLabNoise", LabNoise, "Sampler Lab Noise"),
+    ("SamplerLabTuneSampler", LabTuneSampler, "Sampler Lab Tune Sampler"),
+]
+NODE_CLASS_MAPPINGS = {node_id: cls for node_id, cls, _ in NODES}
+NODE_DISPLAY_NAME_MAPPINGS = {node_id: display for node_id, _, display in NODES}
 
 
 if os.environ.get("SAMPLER_LAB_IN_CORE", "").strip().lower() in ("1", "true", "yes", "on"):

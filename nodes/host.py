@@ -21,7 +21,6 @@ from ..samplers import BrownianNoise, get_process, get_sampler
 from ..samplers.noise_types import (FRESH_NOISE_TYPES, MixedNoise, TypedNoise, check_type,
                                     initial_noise, slerp)
 from ..samplers.controls import parse_restart, restart_pieces
-from ..samplers.experts import ExpertSwitch, boundary_sigma
 from .widgets import check_combination
 from ..schedules import get_sigmas, ksampler_sigmas
 from ..schedules.sampling import (DiscreteSampling, FlowSampling, FluxSampling,
@@ -231,74 +230,6 @@ class LabKSAMPLER(comfy.samplers.KSAMPLER):
                            variation=self.variation)
 
 
-def with_expert(model, model_low):
-    """A clone of `model` that brings model_low along when the host loads it
-    for sampling (set_additional_models, where the host has it), so both
-    experts are loaded together rather than one evicting the other."""
-    setter = getattr(model, "set_additional_models", None)
-    if setter is None or model_low is None:
-        return model
-    model = model.clone()
-    setter("sampler_lab_model_low", [model_low])
-    return model
-
-
-def expert_boundary(ms, value, unit):
-    """The boundary between two experts as a sigma of the model's sampling
-    `ms` (unit "sigma", or "timestep": the timestep the model is called
-    with, so 875 is Wan 2.2's text-to-video switch, sigma 0.875 on its flow
-    model). The host's sigma(t) where it inverts the model's timestep(sigma)
-    (discrete tables, interpolated); else (flow models, whose sigma(t) adds
-    the shift while timestep(sigma) = 1000 sigma) timestep(sigma) inverted
-    by bisection. ValueError naming `boundary`."""
-    to_t = _host_map(ms.timestep)
-    timestep_of = lambda s: float(to_t([s])[0])  # noqa: E731
-    sig = boundary_sigma(value, unit, float(ms.sigma_min), float(ms.sigma_max), timestep_of)
-    if unit == "timestep":
-        direct = float(_host_map(ms.sigma)([float(value)])[0])
-        if 0.0 < direct and abs(timestep_of(direct) - float(value)) <= 0.5 and \
-                abs(timestep_of(sig) - float(value)) <= 0.5:
-            return direct
-    return sig
-
-
-def two_experts(guider, experts, noise, latent_image, denoise_mask, seed):
-    """The host's guider (high-noise expert) and a second guider over
-    experts["model_low"] with the same conditioning (and cfg_low, -1: the
-    same cfg), behind one engine ExpertSwitch at the boundary: the sampler
-    runs once over both. Needs a host with CFGGuider (2024-04 or newer).
-    Raises ValueError naming model_low for a model of another family (flow
-    vs eps/v: their sigmas mean different things) and naming boundary for
-    one outside the model's range."""
-    guider_cls = getattr(comfy.samplers, "CFGGuider", None)
-    if guider_cls is None or not isinstance(guider, guider_cls):
-        raise ValueError("model_low (two experts) needs a ComfyUI whose sampling goes through "
-                         "CFGGuider (April 2024 or newer); this one does not")
-    low_patcher = experts["model_low"]
-    ms_high = guider.inner_model.model_sampling
-    ms_low = model_sampling(low_patcher)
-    if process_of(ms_high) != process_of(ms_low):
-        raise ValueError(f"model_low is a {process_of(ms_low)} model but model is "
-                         f"{process_of(ms_high)}: both experts must be of one family (flow "
-                         f"with flow, eps/v with eps/v)")
-    boundary = expert_boundary(ms_high, experts.get("boundary", 875.0),
-                               experts.get("boundary_unit", "timestep"))
-    cfg_low = float(experts.get("cfg_low", -1.0))
-    low = guider_cls(low_patcher)
-    low.set_cfg(guider.cfg if cfg_low < 0 else cfg_low)
-    if low_patcher not in getattr(guider, "loaded_models", []):
-        comfy.model_management.load_models_gpu([low_patcher])
-    pre_run = getattr(low_patcher, "pre_run", None)
-    if pre_run is not None:  # the host's hooks read model.current_patcher
-        pre_run()
-    low.inner_model = low_patcher.model
-    conds = {k: [c.copy() for c in v] for k, v in guider.original_conds.items()}
-    device = noise.device
-    low.conds = comfy.samplers.process_conds(low.inner_model, noise, conds, device, latent_image,
-                                             denoise_mask, seed)
-    return ExpertSwitch(guider, low, boundary)
-
-
 def noise_scale_of(ms):
     """The model's noise scale: the newer cores' ModelNoiseScale node sets a
     `noise_scale` on the model's sampling object (e.g. 8.0 for HiDream-O1)
@@ -459,7 +390,7 @@ def run_sampler(spec, model, x, sigmas, extra_args, callback, disable, process, 
     restarts), and the unconditional prediction for CFG++ samplers.
     model_range: the model's (sigma_min, sigma_max), the span of the noise
     path (noise_path_range)."""
-    eta = spec.default_eta if eta is None else eta
+    eta = spec.eta_or_default(eta)
     controls = controls or {}
     extra = dict(controls)
     if spec.cfg_pp:
@@ -548,10 +479,6 @@ def core_discards_penultimate(name):
     return name in core
 
 
-# --- opt-in: our samplers and schedules in the core dropdowns -----------------
-CORE_PREFIX = "lab_"
-
-
 def _inner_model_sampling(model_k):
     """KSamplerX0Inpaint -> CFG wrapper -> BaseModel: its model_sampling."""
     m = model_k
@@ -562,175 +489,49 @@ def _inner_model_sampling(model_k):
     return None
 
 
-def _core_sampler_function(spec):
-    def sample(model, x, sigmas, extra_args=None, callback=None, disable=None, **options):
-        ms = _inner_model_sampling(model)
-        return run_sampler(spec, model, x, sigmas, extra_args, callback, disable,
-                           model_process(ms), s_noise=noise_scale_of(ms), options=options,
-                           model_range=model_sigma_range(ms))
-    sample.__name__ = f"sample_{CORE_PREFIX}{spec.name}"
-    return sample
+def process_of_model(model_k):
+    """The engine's process of the model a sampler function is handed (the
+    host's KSamplerX0Inpaint over its CFG wrapper over the BaseModel), read
+    from the model at each call rather than kept on the sampler."""
+    return model_process(_inner_model_sampling(model_k))
 
 
-def expose_in_core(sampler_names, schedule_names):
-    """Adds `lab_<name>` entries to the core KSampler's sampler list (the
-    host's ksampler() looks samplers up as k_diffusion.sampling.sample_<name>)
-    and, where the host has a scheduler registry, to its schedulers. Existing
-    names are never touched; calling twice adds nothing twice. Returns the
-    names added."""
-    import comfy.k_diffusion.sampling as kds
+class SearchKSAMPLER(comfy.samplers.KSAMPLER):
+    """Runs a schedule search where the host would run a sampler: the model
+    it is handed is the CFG-wrapped denoiser, the x it is handed the seed's
+    noised latent at sigma_max. `search` is schedules.optimize (passed in, so
+    the adapter does not import the search); its result lands in .result."""
 
-    added = []
-    lists = [comfy.samplers.KSAMPLER_NAMES, comfy.samplers.SAMPLER_NAMES,
-             comfy.samplers.KSampler.SAMPLERS]
-    for name in sampler_names:
-        core_name = CORE_PREFIX + name
-        setattr(kds, f"sample_{core_name}", _core_sampler_function(get_sampler(name)))
-        _append_once(lists, core_name)
-        added.append(core_name)
-    handlers = getattr(comfy.samplers, "SCHEDULER_HANDLERS", None)
-    handler_cls = getattr(comfy.samplers, "SchedulerHandler", None)
-    if handlers is not None and handler_cls is not None:
-        for name in schedule_names:
-            core_name = CORE_PREFIX + name
+    def __init__(self, search, sampler_name, steps, budget_calls, seed, sigma_min, sigma_max,
+                 starts):
+        self.search = search
+        self.settings = dict(sampler_name=sampler_name, steps=steps, budget_calls=budget_calls,
+                             seed=seed, sigma_min=sigma_min, sigma_max=sigma_max,
+                             starts=starts, model_sigma_range=(sigma_min, sigma_max))
+        self.result = None
+        super().__init__(self._search, extra_options={}, inpaint_options={})
 
-            def handler(ms, steps, _name=name):
-                return model_schedule(ms, _name, steps)
-            handlers[core_name] = handler_cls(handler, use_ms=True)
-            _append_once([comfy.samplers.SCHEDULER_NAMES, comfy.samplers.KSampler.SCHEDULERS],
-                         core_name)
-            added.append(core_name)
-    return added
-
-
-def _append_once(lists, name):
-    """Append `name` to each list once; the host's lists may be one object."""
-    for names in {id(lst): lst for lst in lists}.values():
-        if name not in names:
-            names.append(name)
+    def _search(self, model, x, sigmas, extra_args=None, callback=None, disable=None):
+        s = self.settings
+        process = process_of_model(model)
+        pbar = comfy.utils.ProgressBar(s["budget_calls"])
+        self.result = self.search(
+            model, tuple(x.shape), s["sampler_name"], s["steps"], process=process,
+            sigma_min=s["sigma_min"], sigma_max=s["sigma_max"],
+            budget_calls=s["budget_calls"], seed=s["seed"], x=x, extra_args=extra_args,
+            starts=s["starts"], model_sigma_range=s["model_sigma_range"],
+            # A discrete (VE) model is fed timestep 0 below its sigma_min, so its
+            # reference stops there; flow models are continuous in sigma.
+            reference_floor=s["sigma_min"] if process.name == "ve" else None,
+            dtype=x.dtype, device=x.device,
+            progress=lambda done, total: pbar.update_absolute(done, total))
+        return x
 
 
-# --- which model the preview should assume ------------------------------------
-
-def sampling_family(ms, model_name=""):
-    """What the web preview needs to know of a model's sampling, as JSON:
-    family ("flow" for the host's CONST sampling, "sdxl" for SDXL-class
-    models, else "sd15": both VE families share the SD 1.x sigma table),
-    process ("flow" / "ve"), shift (flow only: the SD3-form shift s such that
-    sigma(t) = s t / (1 + (s - 1) t), read off the model's own sigma at t = 1/2,
-    so Flux's exp(mu) form gives the same number), its sigma range and the
-    host's model class name."""
-    process = process_of(ms)
-    out = {"process": process, "model": str(model_name),
-           "sigma_min": float(ms.sigma_min), "sigma_max": float(ms.sigma_max), "shift": None}
-    if process == "flow":
-        out["family"] = "flow"
-        half = float(ms.percent_to_sigma(0.5))
-        if 0.0 < half < 1.0:
-            out["shift"] = float(f"{half / (1.0 - half):.6g}")  # float32 noise off
-    else:
-        out["family"] = "sdxl" if str(model_name).upper().startswith("SDXL") else "sd15"
-    return out
-
-
-def model_family(model):
-    """sampling_family of a ModelPatcher (the model a node was run with)."""
-    inner = getattr(model, "model", model)
-    return sampling_family(model_sampling(model), type(inner).__name__)
-
-
-def _header_model(path, prefix=None):
-    """(config, BaseModel without its network) of a .safetensors checkpoint or
-    diffusion-model file, from its header alone: the host's own model
-    detection runs on shape-only (meta) tensors, so no weight is read.
-    None where the host does not recognise the file."""
-    import comfy.model_detection
-    from safetensors import safe_open
-
-    dtypes = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16,
-              "BF16": torch.bfloat16, "I64": torch.int64, "I32": torch.int32,
-              "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool}
-    with safe_open(path, framework="pt", device="cpu") as f:
-        metadata = f.metadata()
-        state = {}
-        for key in f.keys():
-            part = f.get_slice(key)
-            state[key] = torch.empty(part.get_shape(), device="meta",
-                                     dtype=dtypes.get(part.get_dtype(), torch.float32))
-    if prefix is None:
-        find = getattr(comfy.model_detection, "unet_prefix_from_state_dict", None)
-        prefix = find(state) if find is not None else "model.diffusion_model."
-    try:
-        try:
-            config = comfy.model_detection.model_config_from_unet(state, prefix,
-                                                                  metadata=metadata)
-        except TypeError:  # hosts before the metadata argument
-            config = comfy.model_detection.model_config_from_unet(state, prefix)
-        if config is None and prefix:  # a bare diffusion-model file
-            return _header_model(path, prefix="")
-        if config is None:
-            return None
-        # The model class decides the sampling (SD3's is flow whatever the
-        # config says); built without its network, as the tests' models are.
-        config.unet_config["disable_unet_model_creation"] = True
-        return config, config.get_model(state, prefix, device=torch.device("cpu"))
-    except (KeyError, IndexError, AttributeError, RuntimeError, ValueError, TypeError):
-        return None
-
-
-def checkpoint_family(path):
-    """sampling_family of a .safetensors checkpoint or diffusion-model file,
-    read from its header (see _header_model); None if not recognised."""
-    found = _header_model(path)
-    if found is None:
-        return None
-    config, model = found
-    return sampling_family(model.model_sampling, type(config).__name__)
-
-
-def sampling_node_family(class_type, values, base_path=None):
-    """sampling_family after the host's own ModelSampling* node `class_type`
-    ran with `values` (its widget values, as strings) on a model without a
-    network: the checkpoint's at base_path, else an SD1.5-type one. Raises
-    ValueError for a node that is not a ModelSampling* node or bad values."""
-    import comfy.model_base
-    import comfy.model_patcher
-    import comfy.supported_models
-    import nodes
-
-    cls = nodes.NODE_CLASS_MAPPINGS.get(class_type)
-    if cls is None or not class_type.startswith("ModelSampling"):
-        raise ValueError(f"node must be a ModelSampling* node of this host, got {class_type!r}")
-    found = _header_model(base_path) if base_path else None
-    model_name = type(found[0]).__name__ if found else class_type
-    if found is None:
-        config = comfy.supported_models.SD15({"disable_unet_model_creation": True})
-        found = config, comfy.model_base.BaseModel(config, comfy.model_base.ModelType.EPS,
-                                                   device=torch.device("cpu"))
-    config, base = found
-    cpu = torch.device("cpu")
-    model = comfy.model_patcher.ModelPatcher(base, load_device=cpu, offload_device=cpu)
-    inputs = {}
-    for group in ("required", "optional"):
-        for name, decl in cls.INPUT_TYPES().get(group, {}).items():
-            if name == "model" or name not in values:
-                continue
-            kind, raw = decl[0], values[name]
-            try:
-                if kind == "FLOAT":
-                    inputs[name] = float(raw)
-                elif kind == "INT":
-                    inputs[name] = int(float(raw))
-                elif kind == "BOOLEAN":
-                    inputs[name] = str(raw).lower() in ("true", "1")
-                elif isinstance(kind, (list, tuple)):
-                    if raw not in kind:
-                        raise ValueError
-                    inputs[name] = raw
-            except ValueError:
-                raise ValueError(f"{class_type}.{name}: bad value {raw!r}") from None
-    try:
-        patched = getattr(cls(), cls.FUNCTION)(model=model, **inputs)[0]
-    except (TypeError, KeyError, AttributeError, RuntimeError) as exc:
-        raise ValueError(f"{class_type} could not run on its own: {exc}") from None
-    return sampling_family(model_sampling(patched), model_name)
+# Two experts, the opt-in core dropdowns and the preview's model families live
+# beside this file (host_experts.py, host_core.py, host_models.py); their
+# names stay importable from here (LabKSAMPLER.sample calls two_experts).
+from .host_core import CORE_PREFIX, _core_sampler_function, expose_in_core  # noqa: E402,F401
+from .host_experts import expert_boundary, two_experts, with_expert  # noqa: E402,F401
+from .host_models import (_header_model, checkpoint_family, model_family,  # noqa: E402,F401
+                          model_file, sampling_family, sampling_node_family)

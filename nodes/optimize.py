@@ -50,38 +50,6 @@ def _output(sigmas, summary, model=None, outcome=None):
     return out
 
 
-class _SearchSampler(host.comfy.samplers.KSAMPLER):
-    """Runs the search where the host would run a sampler: the model it is
-    handed is the CFG-wrapped denoiser, the x it is handed the seed's noised
-    latent at sigma_max."""
-
-    def __init__(self, sampler_name, steps, budget_calls, seed, sigma_min, sigma_max, starts):
-        self.settings = dict(sampler_name=sampler_name, steps=steps, budget_calls=budget_calls,
-                             seed=seed, sigma_min=sigma_min, sigma_max=sigma_max,
-                             starts=starts, model_sigma_range=(sigma_min, sigma_max))
-        self.result = None
-        super().__init__(self._search, extra_options={}, inpaint_options={})
-
-    def sample(self, model_wrap, sigmas, extra_args, callback, noise, *args, **kwargs):
-        self.process = host.model_process(model_wrap.inner_model.model_sampling)
-        return super().sample(model_wrap, sigmas, extra_args, callback, noise, *args, **kwargs)
-
-    def _search(self, model, x, sigmas, extra_args=None, callback=None, disable=None):
-        s = self.settings
-        pbar = host.comfy.utils.ProgressBar(s["budget_calls"])
-        self.result = optimize(
-            model, tuple(x.shape), s["sampler_name"], s["steps"], process=self.process,
-            sigma_min=s["sigma_min"], sigma_max=s["sigma_max"],
-            budget_calls=s["budget_calls"], seed=s["seed"], x=x, extra_args=extra_args,
-            starts=s["starts"], model_sigma_range=s["model_sigma_range"],
-            # A discrete (VE) model is fed timestep 0 below its sigma_min, so its
-            # reference stops there; flow models are continuous in sigma.
-            reference_floor=s["sigma_min"] if self.process.name == "ve" else None,
-            dtype=x.dtype, device=x.device,
-            progress=lambda done, total: pbar.update_absolute(done, total))
-        return x
-
-
 class LabOptimizeSchedule:
     DESCRIPTION = ("Searches a schedule of `steps` sigmas for this model, conditioning and "
                    "sampler that minimises the sampler's error against a fine reference "
@@ -153,8 +121,8 @@ class LabOptimizeSchedule:
         # Every fixed schedule of this model is scored as a start, so the result is
         # never worse on the calibration batch than the best of them.
         starts = fixed_starts(steps, sigma_min, sigma_max, model_sampling=host.sampling_of(ms))
-        searcher = _SearchSampler(sampler_name, steps, budget_calls, seed, sigma_min,
-                                  sigma_max, starts)
+        searcher = host.SearchKSAMPLER(optimize, sampler_name, steps, budget_calls, seed,
+                                       sigma_min, sigma_max, starts)
         # The reference range: sigma_max -> sigma_min -> 0, as the host hands any sampler.
         span = torch.tensor([sigma_max, sigma_min, 0.0], dtype=torch.float32)
         host.sample(model, seed, cfg, searcher, span, positive, negative,

@@ -59,16 +59,12 @@ def sigmas_answer(query):
 
 def _model_path(key, name):
     """The file a loader's input names, or ValueError."""
-    import folder_paths
+    from . import host
 
     folder = MODEL_FOLDERS[key]
-    for candidate in (folder, "unet") if folder == "diffusion_models" else (folder,):
-        try:
-            path = folder_paths.get_full_path(candidate, name)
-        except KeyError:  # a folder name this host does not know
-            path = None
-        if path:
-            return path
+    path = host.model_file(folder, name)
+    if path:
+        return path
     raise ValueError(f"{key} {name!r} is not a file in the host's {folder} folder")
 
 

@@ -25,21 +25,12 @@ from .controls import as_detail, churn_gamma
 from .noise import default_noise
 from .noise_rules import get_rule
 from .process import VE, get_process
+from ..params import number
 
 try:  # the host ships tqdm; the engine works without it
     from tqdm.auto import trange as _trange
 except ImportError:  # pragma: no cover
     _trange = None
-
-
-def _float_arg(name, value, lo, hi=math.inf):
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number in [{lo}, {hi}], got {value!r}") from None
-    if not math.isfinite(v) or v < lo or v > hi:
-        raise ValueError(f"{name} must be a finite number in [{lo}, {hi}], got {value!r}")
-    return v
 
 
 def as_sigma_tensor(sigmas):
@@ -103,11 +94,11 @@ class Run:
         self.uncond = uncond
         self.rule = get_rule(rule)
         self.window = window_sigmas(self.proc, noise_window)
-        self.eta = _float_arg("eta (noise strength)", eta, 0.0)
-        self.s_noise = _float_arg("s_noise", s_noise, 0.0)
-        self.s_churn = _float_arg("s_churn", s_churn, 0.0)
-        self.s_tmin = _float_arg("s_tmin", s_tmin, 0.0)
-        self.s_tmax = _float_arg("s_tmax", s_tmax, 0.0) if s_tmax != math.inf else math.inf
+        self.eta = number("eta (noise strength)", eta, 0.0)
+        self.s_noise = number("s_noise", s_noise, 0.0)
+        self.s_churn = number("s_churn", s_churn, 0.0)
+        self.s_tmin = number("s_tmin", s_tmin, 0.0)
+        self.s_tmax = number("s_tmax", s_tmax, 0.0) if s_tmax != math.inf else math.inf
         if self.s_tmin > self.s_tmax:
             raise ValueError(f"s_tmin ({s_tmin}) must not exceed s_tmax ({s_tmax}): churn "
                              f"applies to steps from sigmas in [s_tmin, s_tmax]")

@@ -138,7 +138,7 @@ class _VE(Process):
             return math.inf
         if percent >= 1.0:
             return 0.0
-        from ..schedules.discrete import sd1_sigmas  # the SD 1.x table
+        from ..sigma_tables import sd1_sigmas  # the SD 1.x table
         table = sd1_sigmas().double()
         t = (1.0 - percent) * (len(table) - 1)
         lo = int(math.floor(t))

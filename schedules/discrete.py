@@ -13,14 +13,12 @@ import numpy as np
 import torch
 from scipy.special import betaincinv
 
+# The SD 1.x table lives on the ground floor (sigma_tables.py); its names stay
+# importable from here, where bench/ and the tests read them.
+from ..sigma_tables import (NEAR_ZERO, SD1_BETA_END, SD1_BETA_START,  # noqa: F401
+                            SD1_TIMESTEPS, _sd1_table64, _sd1_table_as_host, default_table,
+                            sd1_sigmas, sd1_table64)
 from .sampling import DiscreteSampling, ModelSampling
-
-SD1_TIMESTEPS = 1000
-SD1_BETA_START = 0.00085
-SD1_BETA_END = 0.012
-# The host treats a sigma within this of 0 as the final 0 (math.isclose with
-# abs_tol=1e-5 in its normal and ddim_uniform schedulers).
-NEAR_ZERO = 1e-5
 
 
 @dataclass(frozen=True)
@@ -42,46 +40,11 @@ def append_zero(values):
 
 
 @lru_cache(maxsize=1)
-def _sd1_table64():
-    # "scaled linear" betas: linear in sqrt(beta), as SD 1.x and SDXL train.
-    betas = np.linspace(SD1_BETA_START ** 0.5, SD1_BETA_END ** 0.5, SD1_TIMESTEPS,
-                        dtype=np.float64) ** 2
-    alphas_cumprod = np.cumprod(1.0 - betas)
-    table = np.sqrt((1.0 - alphas_cumprod) / alphas_cumprod)
-    table.setflags(write=False)
-    return table
-
-
-def sd1_table64():
-    """The SD 1.x sigma table in full float64 precision (read-only)."""
-    return _sd1_table64()
-
-
-@lru_cache(maxsize=1)
-def _sd1_table_as_host():
-    # The host keeps model_sampling.sigmas in float32; rounding the same way
-    # makes the no-model defaults equal what the host reads off an SD1 model.
-    table = _sd1_table64().astype(np.float32).astype(np.float64)
-    table.setflags(write=False)
-    return table
-
-
-def default_table():
-    return _sd1_table_as_host()
-
-
-@lru_cache(maxsize=1)
 def sd1_sampling():
     """The SD 1.x / SDXL discrete model as the host builds it: the table in
     float32 and its logs taken in float64, then rounded to float32."""
     return DiscreteSampling(_sd1_table_as_host(),
                             log_sigmas=np.log(_sd1_table64()).astype(np.float32))
-
-
-def sd1_sigmas():
-    """The Stable Diffusion 1.x discrete sigma table: 1000 increasing float32
-    values, as the host's ModelSamplingDiscrete stores them."""
-    return torch.from_numpy(_sd1_table_as_host().copy()).to(torch.float32)
 
 
 def _timestep_range(ctx):

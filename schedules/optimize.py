@@ -33,12 +33,15 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from ..samplers import get_process, get_sampler
+from ..samplers import SAMPLERS, get_process, get_sampler
 from .registry import SCHEDULE_NAMES, get_sigmas
+from ..params import number
 
 __all__ = ["optimize", "OptimizeResult", "search_cost_floor", "fixed_starts", "UNTUNABLE"]
 
-UNTUNABLE = ("dpm_fast", "dpm_adaptive")
+# Samplers that lay their own steps over the range: a fact of their rows
+# (SamplerSpec.tunable); the name stays for the node and the bench.
+UNTUNABLE = tuple(name for name, spec in SAMPLERS.items() if not spec.tunable)
 # Third order: on the digits model 128 steps uniform in -log(sigma) are
 # within 1e-5 (VE) of a 2048-step RK4 solve; 2M needs 4x the steps.
 REFERENCE_SAMPLER = "uni_pc"
@@ -128,23 +131,6 @@ def fixed_starts(steps, sigma_min, sigma_max, model_sigmas=None, model_sampling=
     return out
 
 
-def _check_number(name, value, lo, hi, lo_open=True):
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number in ({lo}, {hi}], got {value!r}") from None
-    if not math.isfinite(v) or v > hi or v < lo or (lo_open and v == lo):
-        bracket = "(" if lo_open else "["
-        raise ValueError(f"{name} must be a finite number in {bracket}{lo}, {hi}], got {value!r}")
-    return v
-
-
-def _check_int(name, value, lo, hi):
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise ValueError(f"{name} must be an integer in [{lo}, {hi}], got {value!r}")
-    return value
-
-
 def _lam_grid(sigma_max, sigma_min, n):
     """n sigmas from sigma_max to sigma_min, uniform in -log(sigma): the clock
     the reference sampler integrates in for both processes (samplers/methods.py),
@@ -226,13 +212,13 @@ def optimize(model, x_shape: Sequence[int], sampler_name: str, steps: int, *,
     """
     proc = get_process(process)
     spec = get_sampler(sampler_name)
-    if spec.calls_per_step is None or sampler_name in UNTUNABLE:
+    if spec.calls_per_step is None or not spec.tunable:
         raise ValueError(
             f"sampler {sampler_name!r} chooses its own steps between sigma_max and sigma_min; "
             f"a schedule cannot be tuned for it (pick another sampler, or tune its range)")
-    steps = _check_int("steps", steps, 1, MAX_STEPS)
-    sigma_max = _check_number("sigma_max", sigma_max, 0.0, proc.sigma_limit)
-    sigma_min = _check_number("sigma_min", sigma_min, 0.0, proc.sigma_limit)
+    steps = number("steps", steps, 1, MAX_STEPS, integer=True)
+    sigma_max = number("sigma_max", sigma_max, 0.0, proc.sigma_limit, lo_open=True)
+    sigma_min = number("sigma_min", sigma_min, 0.0, proc.sigma_limit, lo_open=True)
     if not sigma_min < sigma_max:
         raise ValueError(f"sigma_min ({sigma_min}) must be below sigma_max ({sigma_max})")
     if model_sigma_range is not None:
@@ -244,10 +230,11 @@ def optimize(model, x_shape: Sequence[int], sampler_name: str, steps: int, *,
         if sigma_max > m_hi * (1 + 1e-6):
             raise ValueError(f"sigma_max = {sigma_max:.6g} is above the model's largest "
                              f"sigma: {where}")
-    budget_calls = _check_int("budget_calls", budget_calls, 1, 10 ** 7)
-    seed = _check_int("seed", seed, 0, 2 ** 64 - 1)
+    budget_calls = number("budget_calls", budget_calls, 1, 10 ** 7, integer=True)
+    seed = number("seed", seed, 0, 2 ** 64 - 1, integer=True)
     if reference_steps is not None:
-        reference_steps = _check_int("reference_steps", reference_steps, max(8, steps), 4096)
+        reference_steps = number("reference_steps", reference_steps, max(8, steps), 4096,
+                                 integer=True)
     floor = search_cost_floor(sampler_name, steps, reference_steps)
     if budget_calls < floor:
         run = _run_calls(spec, steps)
@@ -275,8 +262,8 @@ def optimize(model, x_shape: Sequence[int], sampler_name: str, steps: int, *,
     # stopping at sigma_min and denoising misses by O(sigma_min^2) (1e-3 RMSE
     # on the benchmark's Gaussian). The reference therefore goes on below
     # sigma_min; schedule points stay at or above it.
-    sigma_floor = sigma_min * REFERENCE_FLOOR if reference_floor is None else _check_number(
-        "reference_floor", reference_floor, 0.0, sigma_min)
+    sigma_floor = sigma_min * REFERENCE_FLOOR if reference_floor is None else number(
+        "reference_floor", reference_floor, 0.0, sigma_min, lo_open=True)
     grid = _lam_grid(sigma_max, sigma_floor, n_ref)
     xs, ds = [], []
 

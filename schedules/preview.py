@@ -2,11 +2,11 @@
 out, computed by get_sigmas (the one source of truth; the web widget never
 re-implements a schedule). No host import, so it is tested without a
 server; nodes/routes.py mounts it on the host's server."""
-import math
 
 from .discrete import sd1_sampling, sd1_sigmas
 from .registry import SCHEDULE_NAMES, SCHEDULES, ksampler_sigmas
 from .sampling import FlowSampling, FluxSampling
+from ..params import number
 
 # `custom` takes text, which the Custom Sigmas node previews itself.
 KSAMPLER_SCHEDULES = [n for n in SCHEDULE_NAMES if n != "custom"]
@@ -32,20 +32,6 @@ def family_sampling(family, shift=None):
     return sd1_sampling()
 
 
-def _number(query, name, default, lo, hi, integer=False):
-    raw = query.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw) if integer else float(raw)
-    except (TypeError, ValueError):
-        kind = "an integer" if integer else "a number"
-        raise ValueError(f"{name} must be {kind} in [{lo}, {hi}], got {raw!r}") from None
-    if not (math.isfinite(value) and lo <= value <= hi):
-        raise ValueError(f"{name} must be in [{lo}, {hi}], got {raw!r}")
-    return value
-
-
 def sigmas_for_query(query):
     """query: a mapping of strings (the URL's parameters) -> list of floats.
     Raises ValueError with a message naming the bad parameter."""
@@ -53,14 +39,15 @@ def sigmas_for_query(query):
     if scheduler not in KSAMPLER_SCHEDULES:
         raise ValueError(f"scheduler must be one of {', '.join(KSAMPLER_SCHEDULES)}, "
                          f"got {scheduler!r}")
-    steps = _number(query, "steps", None, 1, MAX_PREVIEW_STEPS, integer=True)
+    steps = number("steps", query.get("steps"), 1, MAX_PREVIEW_STEPS, integer=True, text=True,
+                   default=None)
     if steps is None:
         raise ValueError(f"steps is required: an integer in [1, {MAX_PREVIEW_STEPS}]")
-    denoise = _number(query, "denoise", 1.0, 0.0, 1.0)
+    denoise = number("denoise", query.get("denoise"), 0.0, 1.0, text=True, default=1.0)
     family = query.get("family", "sd15") or "sd15"
     if family not in FAMILIES:
         raise ValueError(f"family must be one of {', '.join(FAMILIES)}, got {family!r}")
-    shift = _number(query, "shift", None, 0.01, 100.0)
+    shift = number("shift", query.get("shift"), 0.01, 100.0, text=True, default=None)
     spec = SCHEDULES[scheduler]
     params = {}
     for name, raw in query.items():
@@ -75,9 +62,10 @@ def sigmas_for_query(query):
         elif p.kind == "int":
             if p.default is None and raw.strip() == "-1":
                 continue  # the node's "-1: automatic" means the engine's default
-            params[name] = _number(query, name, None, p.lo, p.hi, integer=True)
+            params[name] = number(name, raw, p.lo, p.hi, integer=True, text=True,
+                                  default=None)
         else:
-            params[name] = _number(query, name, None, -math.inf, math.inf)
+            params[name] = number(name, raw, text=True, default=None)
     if denoise <= 0.0:
         return []
     total = steps if denoise > 0.9999 else int(steps / denoise)

@@ -11,6 +11,7 @@ import torch
 from . import custom, discrete, formulas, named, tables
 from .discrete import Context
 from .sampling import as_model_sampling
+from ..params import check_options
 from .validation import (Param, check_denoise, check_range, check_sigma, check_steps,
                          drop_repeats, finish)
 
@@ -214,18 +215,6 @@ def get_schedule(name):
     return spec
 
 
-def _check_params(spec, params):
-    unknown = sorted(set(params) - set(spec.params))
-    if unknown:
-        allowed = ", ".join(spec.params) or "none"
-        raise ValueError(f"unknown parameter {', '.join(map(repr, unknown))} for schedule "
-                         f"{spec.name!r}; its parameters: {allowed}")
-    values = spec.defaults
-    for key, value in params.items():
-        values[key] = spec.params[key].check(f"{spec.name}: {key}", value)
-    return values
-
-
 def get_sigmas(name, steps, *, sigma_min=None, sigma_max=None, model_sigmas=None,
                model_sampling=None, **params):
     """The `name` schedule for `steps` steps: float32 sigmas, strictly
@@ -265,7 +254,7 @@ def ksampler_sigmas(name, steps, denoise=1.0, *, discard_penultimate=False, sigm
     spec = get_schedule(name)
     steps = check_steps(steps)
     denoise = check_denoise(denoise)
-    values = _check_params(spec, params)
+    values = check_options("schedule", spec.name, spec.params, params, noun="parameter")
     sampling = as_model_sampling(model_sampling, model_sigmas, discrete.sd1_sampling)
     lo = check_sigma("sigma_min", sigma_min)
     hi = check_sigma("sigma_max", sigma_max)

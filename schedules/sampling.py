@@ -24,7 +24,9 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..sigma_tables import _shift, flow_table, flux_table  # noqa: F401
 from .validation import as_float, check_model_sigmas
+from ..params import number
 
 
 def _readonly(arr):
@@ -107,35 +109,6 @@ class DiscreteSampling(ModelSampling):
         return torch.from_numpy(np.asarray(self.log_sigmas, dtype=np.float32))
 
 
-def _shift(shift, t):
-    # Esser et al. 2024 (SD3, arXiv:2403.03206) eq. 23: the resolution shift.
-    return shift * t / (1.0 + (shift - 1.0) * t)
-
-
-def flow_table(shift, multiplier=1000.0, timesteps=1000):
-    """The table a flow model stores: sigma(k / timesteps * multiplier) for
-    k = 1..timesteps, computed in float32 as the host computes and keeps it."""
-    t = torch.arange(1, timesteps + 1, 1) / timesteps * multiplier
-    x = t / multiplier
-    values = x if shift == 1.0 else shift * x / (1 + (shift - 1) * x)
-    return values.double().numpy()
-
-
-def flux_table(shift, timesteps=10000):
-    """The table a Flux-type model stores: the exponential shift at
-    k / timesteps for k = 1..timesteps, in float32 as the host keeps it."""
-    t = torch.arange(1, timesteps + 1, 1) / timesteps
-    values = math.exp(shift) / (math.exp(shift) + (1 / t - 1))
-    return values.double().numpy()
-
-
-def _positive(where, value):
-    value = as_float(where, value, "a finite number > 0")
-    if value <= 0:
-        raise ValueError(f"{where} must be a finite number > 0, got {value!r}")
-    return value
-
-
 @dataclass(frozen=True, eq=False)
 class FlowSampling(ModelSampling):
     """A rectified-flow model x = (1 - sigma) x0 + sigma noise with a shift,
@@ -151,8 +124,9 @@ class FlowSampling(ModelSampling):
     kind = "flow"
 
     def __post_init__(self):
-        object.__setattr__(self, "shift", _positive("flow shift", self.shift))
-        object.__setattr__(self, "multiplier", _positive("flow multiplier", self.multiplier))
+        for name in ("shift", "multiplier"):
+            object.__setattr__(self, name, number(f"flow {name}", getattr(self, name), 0.0,
+                                                  lo_open=True, allowed="a finite number > 0"))
         if self.sigmas is None:
             object.__setattr__(self, "sigmas", flow_table(self.shift, self.multiplier))
         super().__post_init__()

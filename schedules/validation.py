@@ -8,25 +8,20 @@ import math
 import numpy as np
 import torch
 
-from ..params import Param, as_float, in_range, is_int  # noqa: F401  (re-exported)
+from ..params import Param, as_float, in_range, is_int, number  # noqa: F401  (re-exported)
 
 MAX_STEPS = 10000
 
 
 def check_steps(steps):
-    if not is_int(steps) or not 1 <= steps <= MAX_STEPS:
-        raise ValueError(f"steps must be an integer in [1, {MAX_STEPS}], got {steps!r}")
-    return int(steps)
+    return number("steps", steps, 1, MAX_STEPS, integer=True)
 
 
 def check_sigma(where, value):
     """A positive finite sigma bound; None passes through (use the table's)."""
     if value is None:
         return None
-    value = as_float(where, value, "a finite number > 0")
-    if value <= 0:
-        raise ValueError(f"{where} must be a finite number > 0, got {value!r}")
-    return value
+    return number(where, value, 0.0, lo_open=True, allowed="a finite number > 0")
 
 
 def check_model_sigmas(table):

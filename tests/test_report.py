@@ -67,15 +67,22 @@ def eps_net():
     return T._load("digits-eps")
 
 
-def test_grid_converges_to_the_samplers_own_image(eps_net):
+def test_grid_converges_to_the_samplers_own_image(eps_net, monkeypatch):
     names = (("euler", "deterministic"), ("euler_ancestral", "ancestral"))
     steps = (4, 16, 64)
+    # A clock that advances by 1 at each reading: every run is timed on its
+    # own (one reading before, one after), so each entry is exactly 1 second.
+    ticks = iter(range(10 ** 6))
+    monkeypatch.setattr(T.time, "perf_counter", lambda: float(next(ticks)))
     imgs, secs = T.run_grid(eps_net, 2, seed=3, steps=steps, names=names)
+    monkeypatch.undo()
+    assert set(secs) == set(imgs) == {name for name, _ in names}
     for name, _ in names:
+        assert set(secs[name]) == set(imgs[name]) == set(steps)
         for n in steps:
             assert imgs[name][n].shape == (2, 1, 28, 28)
             assert torch.isfinite(imgs[name][n]).all()
-            assert secs[name][n] > 0
+            assert secs[name][n] == 1.0
     conv = T.convergence(imgs, steps)
     # the deterministic sampler converges to its own 64-step image
     assert conv["euler"][1] < conv["euler"][0] < 1
