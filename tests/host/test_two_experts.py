@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import OLDER_HOSTS_ONLY
 from hostlib import GaussianEps, comfy, cond, sd3_model  # noqa: F401  (fixtures)
 from test_workflows import host_nodes  # noqa: F401
 
@@ -201,7 +202,7 @@ def test_engine_switch_and_step():
 
 def test_a_host_without_cfgguider_says_so(comfy, host_nodes, cond):
     if getattr(comfy.samplers, "CFGGuider", None) is not None:
-        pytest.skip("this host has CFGGuider")
+        pytest.skip(f"{OLDER_HOSTS_ONLY} this host has CFGGuider")
     high, low = _model(comfy, HIGH), _model(comfy, LOW)
     with pytest.raises(ValueError, match="model_low .*CFGGuider"):
         _advanced(host_nodes, high, cond, "euler", 4, model_low=low, boundary=2.0,
