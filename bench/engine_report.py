@@ -419,14 +419,19 @@ def write_report(out_dir, budgets, batch, seed, images=8, samples=200, trained_b
     n_grid = len(T.GRID_SAMPLERS) * (len(grid_steps) + 1)
     n_calls = n_calls_estimate(call_budgets)
     n_dist = len(T.GRID_SAMPLERS)
+    from .tuned import REPORT_BUDGETS, report_section
     bar = tqdm(total=(3 if exact else 0)
-               + (len(nets) * (n_grid + n_calls + n_dist) if trained else 0),
+               + (len(nets) * (n_grid + n_calls + n_dist + len(REPORT_BUDGETS))
+                  if trained else 0),
                desc="report", unit="run", file=sys.stderr)
     core = load_core()
     md_trained = []
     if trained:
         md_trained = trained_sections(out, seed, images, samples, trained_batch,
                                       reference_steps, grid_steps, call_budgets, nets, core, bar)
+        bar.set_description("report: tuned sampler")
+        md_trained += report_section(out, nets, core, trained_batch, seed, reference_steps,
+                                     tick=bar.update)
     if not exact:
         return _finish(out, md_trained, [], core, t0, c0, bar)
     bar.set_description("report: exact digits, every sampler")

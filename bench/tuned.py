@@ -353,6 +353,67 @@ def picture(net, ts, rows, core, problem, path, n=8, calls=PICTURE_CALLS):
     plt.close(fig)
 
 
+# ----------------------------------------------------------------- report
+
+REPORT_BUDGETS = (4, 6, 8)
+
+
+def report_section(out, nets, core, batch, seed, reference_steps, n_calib=16, max_evals=2000,
+                   tick=None):
+    """Markdown for the HTML report (bench/engine_report.py): per network the
+    tuned sampler at REPORT_BUDGETS calls beside the core's best on the
+    report's own held-out batch (the reference its error-vs-calls section
+    computed, so no new reference solve), and the picture at 6 calls. The
+    core's rows are cached in out/cache. The full benchmark's table is
+    added when bench/out/tuned/table.md exists."""
+    from .networks import load_network
+    out = Path(out)
+    md = ["## Tuned sampler (fitted to the model in hand)", "",
+          f"`tuning.tune` calibrated on {n_calib} seeds the report never measures on (at most "
+          f"{max_evals} single-image model evaluations, its own reference solve included), "
+          f"measured on the report's {batch} held-out images against the converged reference "
+          "of the error-vs-calls section, beside the best of every core sampler x scheduler at "
+          f"the same calls (screened on 2 images). Its start is the auto pick's best sampler "
+          "and schedule (see the README's *Tuned sampler* section for the method and the full "
+          "benchmark).", "",
+          "| network | calls | tuned RMSE | its start | core's best RMSE | core's best | "
+          "tuned / core | calibration |", "|---|---|---|---|---|---|---|---|"]
+    pics = []
+    for name in nets:
+        net = load_network(name)
+        problem = A.trained_problem(name, batch=batch, seed=seed, reference_steps=reference_steps,
+                                    check_steps=reference_steps // 2,
+                                    check_batch=min(4, batch), core=core,
+                                    cache_dir=out / "cache")
+        wrapped = NETWORKS[name]()
+        rows = []
+        if core is not None and (problem.process == "ve" or core.has_flow):
+            rows = core_rows(core, problem, REPORT_BUDGETS,
+                             out / "cache" / f"tuned-core-{name}-n{batch}-s{seed}.json",
+                             screen=2, top=2)
+        for c in REPORT_BUDGETS:
+            ts, secs = tune_one(wrapped, n_calib, c, max_evals)
+            err = A.metrics(run_tuned(ts, problem.model, problem.x), problem.ref)[0]
+            b = best_core(rows, c)
+            md.append(f"| {name} | {c} | {err:.2e} | {ts.base['sampler']} / {ts.base['schedule']}"
+                      f" | " + (f"{b[0]:.2e} | {b[2]} / {b[3]} | {err / b[0]:.2f}" if b else
+                                "- | - | -") +
+                      f" | {ts.cost['evals']} evals, {secs:.1f} s |")
+            if c == PICTURE_CALLS:
+                path = out / f"tuned-{name}.png"
+                picture(wrapped, ts, rows, core, problem, path)
+                pics.append(f"![{name}: the same held-out seeds at {c} calls]({path.name})")
+            if tick:
+                tick()
+        del net
+    md += [""] + [p + "\n" for p in pics]
+    full = OUT_DEFAULT / "table.md"
+    if full.is_file():
+        md += ["### The full benchmark (`python -m sampler_lab.bench.tuned`)", "",
+               full.read_text(), ""]
+    return md
+
+
 # ----------------------------------------------------------------- main
 
 def bench_net(name, core, args, log=print):

@@ -107,15 +107,17 @@ def _interval(grid_u, u):
     return n - 2
 
 
-def dense_weights(grid, s):
+def dense_weights(grid, s, k=None):
     """For the decreasing reference grid `grid` (sigmas > 0) and a sigma s in
     its range: (k, a, {m: w_m}) with x(s) = a x_k + sum_m w_m D_m, the cubic
     through four neighbouring predictions in log sigma integrated exactly
     (8-point Gauss-Legendre; the integrand is a cubic times an exponential
-    over one fine step)."""
+    over one fine step). k: the interval to step from (default: the one
+    holding s)."""
     u_grid = [math.log(g) for g in grid]
     u = math.log(s)
-    k = _interval(u_grid, u)
+    if k is None:
+        k = _interval(u_grid, u)
     if u >= u_grid[k]:
         return k, 1.0, {}
     idx = _stencil(u_grid, k)

@@ -59,6 +59,12 @@ __all__ = ["tune", "Interrupted", "REFERENCE_STEPS", "candidate_samplers"]
 
 REFERENCE_SAMPLER = "uni_pc"
 REFERENCE_STEPS = 48
+# The reference's steps are uniform in log(sigma + offset x sigma_max).
+# Measured at 48 steps against RK4 with 1024 steps (16 seeds): on the digit
+# flow network uniform log sigma left 0.029 RMSE (too few steps where the
+# flow leaves pure noise), offset 0.2 0.006; on the eps network log sigma
+# is best (0.0025; offsets 0.5 and 2 gave 0.0038 and 0.0071).
+REFERENCE_OFFSET = {"ve": 0.0, "flow": 0.2}
 SCREEN_IMAGES = 2
 LAMBDAS = (1e-8, 1e-6, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, math.inf)
 SCREEN_SHARE = 0.3   # of the evaluations left after the reference
@@ -231,12 +237,25 @@ def _combos(names, schedule_names, calls, smin, smax, model_sampling, proc):
 # ----------------------------------------------------------------- the teacher
 
 class _Teacher:
-    """The reference trajectory: states X[k], predictions D[k] at grid[k]
-    (the last grid point is sigma_min, D there the end point)."""
+    """The reference trajectory: predictions D[k] at grid[k] (the last grid
+    point is sigma_min, D there the end point) and the states re-integrated
+    from x_0 through the cubic interpolant of all predictions (a centred,
+    fourth-order quadrature). The solver's own states are not used: UniPC
+    reports the predictor at each grid point, not its corrected state, and
+    that differed from a 400-step RK4 solve by as much as the samplers being
+    fitted (0.027 RMSE at sigma 0.39 on the digit flow network)."""
 
     def __init__(self, grid, xs, ds):
-        self.grid, self.xs, self.ds = grid, xs, ds
+        self.grid, self.ds = grid, ds
         self.end = ds[-1]
+        states = [xs[0]]
+        for k in range(len(grid) - 1):
+            _, a, w = dense_weights(grid, grid[k + 1], k)
+            x = states[k] * a
+            for m, wm in w.items():
+                x = x + ds[m] * wm
+            states.append(x)
+        self.xs = states
 
     def state(self, s, idx=None):
         if s == 0.0:
@@ -489,8 +508,9 @@ def tune(denoiser: Callable, noise: torch.Tensor, process, calls: int, *,
     x0 = noise.to(torch.float64) * start_scale
 
     # 1. The reference.
-    grid = [math.exp(math.log(sigma_max) + (math.log(sigma_min) - math.log(sigma_max)) * k /
-                     r_steps) for k in range(r_steps + 1)]
+    off = REFERENCE_OFFSET.get(proc.name, 0.0) * sigma_max
+    hi, lo = math.log(sigma_max + off), math.log(sigma_min + off)
+    grid = [math.exp(hi + (lo - hi) * k / r_steps) - off for k in range(r_steps + 1)]
     grid[0], grid[-1] = sigma_max, sigma_min
     xs, ds = [], []
 
